@@ -1,0 +1,339 @@
+"""The inbox of web reservation requests: pure rules, no gRPC, no SQL.
+
+A web request is *not* a reservation yet (R1). An operator advances it (R5: a reservation is created
+in the reservations service), cuts it (R6: rejected, with a reason) or sends the patron a one-shot
+notice about it (R7). The patron may withdraw it while it is still pending.
+
+Advancing crosses a service boundary, so it is two local transactions around one remote call:
+PENDING -> ADVANCING (intent recorded) -> ADVANCED (reservation id recorded). The remote call is
+idempotent by a key derived from the request ("inbox-request:<id>"), so a retry or the recovery
+task completes a half-done advance without ever making a second reservation.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+# --- states, events, transition table ------------------------------------------------------------
+
+
+class RequestStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    ADVANCING = "ADVANCING"
+    ADVANCED = "ADVANCED"
+    CUT = "CUT"
+    WITHDRAWN = "WITHDRAWN"
+
+
+#: Requests still to be handled by the desk ("only active requests", R3). ADVANCING is active: its
+#: reservation may not exist yet.
+ACTIVE_STATUSES: frozenset[RequestStatus] = frozenset({RequestStatus.PENDING, RequestStatus.ADVANCING})
+FINAL_STATUSES: frozenset[RequestStatus] = frozenset(
+    {RequestStatus.ADVANCED, RequestStatus.CUT, RequestStatus.WITHDRAWN}
+)
+
+
+class RequestEvent(enum.StrEnum):
+    SUBMITTED = "SUBMITTED"
+    ADVANCE_STARTED = "ADVANCE_STARTED"
+    RESERVATION_CREATED = "RESERVATION_CREATED"
+    RESERVATION_REFUSED = "RESERVATION_REFUSED"
+    CUT = "CUT"
+    WITHDRAWN = "WITHDRAWN"
+    NOTICE_SENT = "NOTICE_SENT"
+
+
+class AdvanceMode(enum.StrEnum):
+    #: "RICHIESTA": reserve; the item is set aside or the patron queues for it.
+    RESERVE = "RESERVE"
+    #: "richiesta e consegna": reserve and check out at once, for a patron standing at the desk.
+    RESERVE_AND_DELIVER = "RESERVE_AND_DELIVER"
+
+
+class CutReason(enum.StrEnum):
+    """Why a request was cut (R6); OTHER needs an explanation in words."""
+
+    ITEM_NOT_LENDABLE = "ITEM_NOT_LENDABLE"
+    ITEM_MISSING = "ITEM_MISSING"
+    PATRON_NOT_ELIGIBLE = "PATRON_NOT_ELIGIBLE"
+    DUPLICATE_REQUEST = "DUPLICATE_REQUEST"
+    PATRON_CANCELLED = "PATRON_CANCELLED"
+    OTHER = "OTHER"
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: RequestStatus
+    event: RequestEvent
+    target: RequestStatus
+    #: Why this transition exists, in the library's words (shown in a request's history).
+    reason: str
+
+
+TRANSITIONS: tuple[Transition, ...] = (
+    Transition(RequestStatus.PENDING, RequestEvent.ADVANCE_STARTED, RequestStatus.ADVANCING,
+               "an operator advanced the request; its reservation is being created"),
+    Transition(RequestStatus.ADVANCING, RequestEvent.RESERVATION_CREATED, RequestStatus.ADVANCED,
+               "the reservations service created the reservation: it is now a real reservation"),
+    Transition(RequestStatus.ADVANCING, RequestEvent.RESERVATION_REFUSED, RequestStatus.PENDING,
+               "the reservations service refused the reservation; the request is back in the inbox"),
+    Transition(RequestStatus.PENDING, RequestEvent.CUT, RequestStatus.CUT,
+               "an operator rejected the request"),
+    Transition(RequestStatus.PENDING, RequestEvent.WITHDRAWN, RequestStatus.WITHDRAWN,
+               "the patron (or the desk on their behalf) withdrew the request"),
+)
+
+_TABLE: dict[tuple[RequestStatus, RequestEvent], Transition] = {(t.source, t.event): t for t in TRANSITIONS}
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+class RequestRuleError(Exception):
+    """A business rule refused the operation; ``reason`` is a stable UPPER_SNAKE code."""
+
+    reason: str = "REQUEST_RULE"
+
+    def __init__(self, message: str, *, reason: str | None = None, field: str | None = None,
+                 metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        self.field = field
+        self.metadata = metadata or {}
+
+
+class InvalidInput(RequestRuleError):
+    """Bad input: names the field."""
+
+    reason = "INVALID_ARGUMENT"
+
+
+class NotFound(RequestRuleError):
+    reason = "NOT_FOUND"
+
+
+class PreconditionFailed(RequestRuleError):
+    """The request (or the patron, or the item) is not in a state that allows the operation."""
+
+    reason = "FAILED_PRECONDITION"
+
+
+def transition(status: RequestStatus, event: RequestEvent) -> Transition:
+    """The transition for ``event`` from ``status``, or a FAILED_PRECONDITION naming the state."""
+    found = _TABLE.get((status, event))
+    if found is None:
+        raise PreconditionFailed(
+            f"cannot {event.value.lower().replace('_', ' ')}: the request is {status.value.lower()}",
+            reason=not_pending_reason(status),
+            metadata={"status": status.value},
+        )
+    return found
+
+
+def not_pending_reason(status: RequestStatus) -> str:
+    """A stable reason per state, so a UI can tell *why* the action is gone."""
+    return {
+        RequestStatus.ADVANCING: "REQUEST_BEING_ADVANCED",
+        RequestStatus.ADVANCED: "REQUEST_ALREADY_ADVANCED",
+        RequestStatus.CUT: "REQUEST_ALREADY_CUT",
+        RequestStatus.WITHDRAWN: "REQUEST_WITHDRAWN",
+    }.get(status, "REQUEST_NOT_PENDING")
+
+
+# --- the request ---------------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryEntry:
+    event: RequestEvent
+    source: RequestStatus | None
+    target: RequestStatus
+    reason: str
+    actor: str
+    at: datetime
+    detail: str = ""
+
+
+@dataclass
+class ReservationRequest:
+    id: str
+    patron_id: str
+    item_barcode: str
+    pickup_branch: str
+    note: str
+    created_at: datetime
+    status: RequestStatus = RequestStatus.PENDING
+    updated_at: datetime | None = None
+    version: int = 1
+    advance_mode: AdvanceMode | None = None
+    advanced_by: str = ""
+    advance_started_at: datetime | None = None
+    advanced_at: datetime | None = None
+    reservation_id: str = ""
+    cut_reason: CutReason | None = None
+    cut_explanation: str = ""
+    cut_by: str = ""
+    cut_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    notice_sent_at: datetime | None = None
+    notice_sent_by: str = ""
+    last_refusal: str = ""
+    history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def can_send_notice(self) -> bool:
+        """R7: one notice per request; the action disappears once sent (and on closed requests)."""
+        return self.notice_sent_at is None and self.status not in {RequestStatus.CUT, RequestStatus.WITHDRAWN}
+
+    def _apply(self, event: RequestEvent, actor: str, now: datetime, detail: str = "") -> Transition:
+        t = transition(self.status, event)
+        self.history.append(HistoryEntry(event, self.status, t.target, t.reason, actor, now, detail))
+        self.status = t.target
+        self.updated_at = now
+        self.version += 1
+        return t
+
+    # R5
+    def start_advance(self, mode: AdvanceMode, operator: str, now: datetime) -> None:
+        self._apply(RequestEvent.ADVANCE_STARTED, operator, now, detail=mode.value)
+        self.advance_mode = mode
+        self.advanced_by = operator
+        self.advance_started_at = now
+        self.last_refusal = ""
+
+    def complete_advance(self, reservation_id: str, now: datetime, actor: str = "system") -> None:
+        if not reservation_id:
+            raise ValueError("a completed advance needs the reservation id")
+        self._apply(RequestEvent.RESERVATION_CREATED, actor, now, detail=reservation_id)
+        self.reservation_id = reservation_id
+        self.advanced_at = now
+
+    def refuse_advance(self, why: str, now: datetime, actor: str = "system") -> None:
+        self._apply(RequestEvent.RESERVATION_REFUSED, actor, now, detail=why)
+        self.advance_mode = None
+        self.advance_started_at = None
+        self.last_refusal = why
+
+    # R6
+    def cut(self, reason: CutReason, explanation: str, operator: str, now: datetime, *,
+            notice_with_cut: bool, confirm_without_notice: bool) -> None:
+        explanation = explanation.strip()
+        if reason is CutReason.OTHER and not explanation:
+            raise InvalidInput("a cut for another reason needs an explanation", field="explanation")
+        if self.status is RequestStatus.PENDING and self.notice_sent_at is None \
+                and not notice_with_cut and not confirm_without_notice:
+            # Good practice (R6): tell the patron first, then cut. The operator may still insist.
+            raise PreconditionFailed(
+                "the patron was never sent a notice about this request: send one first, send it with "
+                "the cut, or confirm cutting without a notice",
+                reason="NOTICE_NOT_SENT",
+            )
+        self._apply(RequestEvent.CUT, operator, now, detail=f"{reason.value}: {explanation}".rstrip(": "))
+        self.cut_reason = reason
+        self.cut_explanation = explanation
+        self.cut_by = operator
+        self.cut_at = now
+
+    def withdraw(self, actor: str, now: datetime) -> None:
+        self._apply(RequestEvent.WITHDRAWN, actor, now)
+        self.withdrawn_at = now
+
+    # R7
+    def record_notice(self, operator: str, now: datetime) -> None:
+        if self.notice_sent_at is not None:
+            raise PreconditionFailed("a notice about this request was already sent",
+                                     reason="NOTICE_ALREADY_SENT",
+                                     metadata={"notice_sent_at": self.notice_sent_at.isoformat()})
+        if self.status in {RequestStatus.CUT, RequestStatus.WITHDRAWN}:
+            raise PreconditionFailed(f"the request is {self.status.value.lower()}: no notice can be sent",
+                                     reason=not_pending_reason(self.status),
+                                     metadata={"status": self.status.value})
+        self.notice_sent_at = now
+        self.notice_sent_by = operator
+        self.updated_at = now
+        self.version += 1
+        self.history.append(HistoryEntry(RequestEvent.NOTICE_SENT, self.status, self.status,
+                                         "a notice about the request was sent to the patron", operator, now))
+
+
+# --- submission rules (R1) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatronStanding:
+    patron_id: str
+    enrolled: bool
+    blocked: bool
+    status: str
+    reservation_limit: int
+    home_branch: str
+
+
+@dataclass(frozen=True)
+class ItemSituation:
+    item_barcode: str
+    exists: bool
+    borrower_patron_id: str = ""
+
+
+@dataclass(frozen=True)
+class PatronActivity:
+    """What the patron already has going: counted against their category's limit."""
+
+    active_request_items: frozenset[str]
+    active_reservation_items: frozenset[str]
+    #: Active reservations in the reservations service (WAITING_FOR_RETURN / READY_FOR_PICKUP).
+    active_reservations: int
+
+    @property
+    def total(self) -> int:
+        return len(self.active_request_items) + self.active_reservations
+
+
+def check_can_request(standing: PatronStanding, item: ItemSituation, activity: PatronActivity) -> None:
+    """R1: refuse with a clear reason, in the order a desk operator would explain it."""
+    if not standing.enrolled:
+        raise PreconditionFailed("the patron is not enrolled yet: enrollment is completed at the desk",
+                                 reason="PATRON_NOT_ENROLLED")
+    if standing.blocked:
+        raise PreconditionFailed("the patron is blocked: ask at the desk", reason="PATRON_BLOCKED",
+                                 metadata={"status": standing.status})
+    if not item.exists:
+        raise NotFound(f"no item with barcode {item.item_barcode!r}", reason="ITEM_NOT_FOUND",
+                       field="item_barcode")
+    if item.borrower_patron_id and item.borrower_patron_id == standing.patron_id:
+        raise PreconditionFailed("the patron already has this item on loan", reason="ITEM_ALREADY_ON_LOAN",
+                                 field="item_barcode")
+    if item.item_barcode in activity.active_request_items:
+        raise PreconditionFailed("the patron already asked for this item", reason="ALREADY_REQUESTED",
+                                 field="item_barcode")
+    if item.item_barcode in activity.active_reservation_items:
+        raise PreconditionFailed("the patron already has a reservation for this item",
+                                 reason="ALREADY_RESERVED", field="item_barcode")
+    if activity.total >= standing.reservation_limit:
+        raise PreconditionFailed(
+            f"the patron's category allows {standing.reservation_limit} active requests and reservations",
+            reason="RESERVATION_LIMIT_REACHED",
+            metadata={"limit": str(standing.reservation_limit), "active": str(activity.total)},
+        )
+
+
+# --- the library's day (R2) ----------------------------------------------------------------------
+
+
+def day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """[start, end) of a calendar day in the library's time zone, in UTC (a DST day is 23 or 25 h)."""
+    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def library_today(now: datetime, tz: tzinfo) -> date:
+    return now.astimezone(tz).date()
