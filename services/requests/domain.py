@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import datetime
+
+from bibliodesk.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 
 # --- states, events, transition table ------------------------------------------------------------
 
@@ -88,46 +90,13 @@ TRANSITIONS: tuple[Transition, ...] = (
 _TABLE: dict[tuple[RequestStatus, RequestEvent], Transition] = {(t.source, t.event): t for t in TRANSITIONS}
 
 
-# --- errors --------------------------------------------------------------------------------------
-
-
-class RequestRuleError(Exception):
-    """A business rule refused the operation; ``reason`` is a stable UPPER_SNAKE code."""
-
-    reason: str = "REQUEST_RULE"
-
-    def __init__(self, message: str, *, reason: str | None = None, field: str | None = None,
-                 metadata: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
-        self.field = field
-        self.metadata = metadata or {}
-
-
-class InvalidInput(RequestRuleError):
-    """Bad input: names the field."""
-
-    reason = "INVALID_ARGUMENT"
-
-
-class NotFound(RequestRuleError):
-    reason = "NOT_FOUND"
-
-
-class PreconditionFailed(RequestRuleError):
-    """The request (or the patron, or the item) is not in a state that allows the operation."""
-
-    reason = "FAILED_PRECONDITION"
-
-
 def transition(status: RequestStatus, event: RequestEvent) -> Transition:
     """The transition for ``event`` from ``status``, or a FAILED_PRECONDITION naming the state."""
     found = _TABLE.get((status, event))
     if found is None:
-        raise PreconditionFailed(
+        raise FailedPrecondition(
+            not_pending_reason(status),
             f"cannot {event.value.lower().replace('_', ' ')}: the request is {status.value.lower()}",
-            reason=not_pending_reason(status),
             metadata={"status": status.value},
         )
     return found
@@ -226,14 +195,15 @@ class ReservationRequest:
             notice_with_cut: bool, confirm_without_notice: bool) -> None:
         explanation = explanation.strip()
         if reason is CutReason.OTHER and not explanation:
-            raise InvalidInput("a cut for another reason needs an explanation", field="explanation")
+            raise InvalidArgument(field="explanation", description="is required when the reason is OTHER",
+                                  reason="REQUIRED")
         if self.status is RequestStatus.PENDING and self.notice_sent_at is None \
                 and not notice_with_cut and not confirm_without_notice:
             # Good practice (R6): tell the patron first, then cut. The operator may still insist.
-            raise PreconditionFailed(
+            raise FailedPrecondition(
+                "NOTICE_NOT_SENT",
                 "the patron was never sent a notice about this request: send one first, send it with "
                 "the cut, or confirm cutting without a notice",
-                reason="NOTICE_NOT_SENT",
             )
         self._apply(RequestEvent.CUT, operator, now, detail=f"{reason.value}: {explanation}".rstrip(": "))
         self.cut_reason = reason
@@ -248,12 +218,11 @@ class ReservationRequest:
     # R7
     def record_notice(self, operator: str, now: datetime) -> None:
         if self.notice_sent_at is not None:
-            raise PreconditionFailed("a notice about this request was already sent",
-                                     reason="NOTICE_ALREADY_SENT",
+            raise FailedPrecondition("NOTICE_ALREADY_SENT", "a notice about this request was already sent",
                                      metadata={"notice_sent_at": self.notice_sent_at.isoformat()})
         if self.status in {RequestStatus.CUT, RequestStatus.WITHDRAWN}:
-            raise PreconditionFailed(f"the request is {self.status.value.lower()}: no notice can be sent",
-                                     reason=not_pending_reason(self.status),
+            raise FailedPrecondition(not_pending_reason(self.status),
+                                     f"the request is {self.status.value.lower()}: no notice can be sent",
                                      metadata={"status": self.status.value})
         self.notice_sent_at = now
         self.notice_sent_by = operator
@@ -300,40 +269,27 @@ class PatronActivity:
 def check_can_request(standing: PatronStanding, item: ItemSituation, activity: PatronActivity) -> None:
     """R1: refuse with a clear reason, in the order a desk operator would explain it."""
     if not standing.enrolled:
-        raise PreconditionFailed("the patron is not enrolled yet: enrollment is completed at the desk",
-                                 reason="PATRON_NOT_ENROLLED")
+        raise FailedPrecondition("PATRON_NOT_ENROLLED",
+                                 "the patron is not enrolled yet: enrollment is completed at the desk")
     if standing.blocked:
-        raise PreconditionFailed("the patron is blocked: ask at the desk", reason="PATRON_BLOCKED",
+        raise FailedPrecondition("PATRON_BLOCKED", "the patron is blocked: ask at the desk",
                                  metadata={"status": standing.status})
     if not item.exists:
-        raise NotFound(f"no item with barcode {item.item_barcode!r}", reason="ITEM_NOT_FOUND",
-                       field="item_barcode")
+        raise NotFound("ITEM_NOT_FOUND", f"no item with barcode {item.item_barcode!r}",
+                       metadata={"field": "item_barcode"})
+    barcode = {"item_barcode": item.item_barcode}
     if item.borrower_patron_id and item.borrower_patron_id == standing.patron_id:
-        raise PreconditionFailed("the patron already has this item on loan", reason="ITEM_ALREADY_ON_LOAN",
-                                 field="item_barcode")
+        raise FailedPrecondition("ITEM_ALREADY_ON_LOAN", "the patron already has this item on loan",
+                                 metadata=barcode)
     if item.item_barcode in activity.active_request_items:
-        raise PreconditionFailed("the patron already asked for this item", reason="ALREADY_REQUESTED",
-                                 field="item_barcode")
+        raise FailedPrecondition("ALREADY_REQUESTED", "the patron already asked for this item",
+                                 metadata=barcode)
     if item.item_barcode in activity.active_reservation_items:
-        raise PreconditionFailed("the patron already has a reservation for this item",
-                                 reason="ALREADY_RESERVED", field="item_barcode")
+        raise FailedPrecondition("ALREADY_RESERVED", "the patron already has a reservation for this item",
+                                 metadata=barcode)
     if activity.total >= standing.reservation_limit:
-        raise PreconditionFailed(
+        raise FailedPrecondition(
+            "RESERVATION_LIMIT_REACHED",
             f"the patron's category allows {standing.reservation_limit} active requests and reservations",
-            reason="RESERVATION_LIMIT_REACHED",
             metadata={"limit": str(standing.reservation_limit), "active": str(activity.total)},
         )
-
-
-# --- the library's day (R2) ----------------------------------------------------------------------
-
-
-def day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
-    """[start, end) of a calendar day in the library's time zone, in UTC (a DST day is 23 or 25 h)."""
-    start = datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
-    end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz).astimezone(UTC)
-    return start, end
-
-
-def library_today(now: datetime, tz: tzinfo) -> date:
-    return now.astimezone(tz).date()
