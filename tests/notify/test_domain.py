@@ -67,7 +67,9 @@ def test_permanent_refusal_fails_at_once() -> None:
 
 
 def test_backoff_is_capped() -> None:
-    delay = RetryPolicy(base_delay=timedelta(seconds=30), max_delay=timedelta(minutes=5), jitter=0).delay_after(20)
+    delay = RetryPolicy(
+        base_delay=timedelta(seconds=30), max_delay=timedelta(minutes=5), jitter=0
+    ).delay_after(20)
     assert delay == timedelta(minutes=5)
 
 
@@ -178,8 +180,13 @@ def test_bad_event_key_and_language_name_the_field() -> None:
 
 # --- variables and secrets --------------------------------------------------------------------
 
-COMMON = {"patron_name": "Maria Rossi", "patron_card": "001", "patron_email": "m@example.org",
-          "library_name": "Biblioteca", "today": "2026-03-14"}
+COMMON = {
+    "patron_name": "Maria Rossi",
+    "patron_card": "001",
+    "patron_email": "m@example.org",
+    "library_name": "Biblioteca",
+    "today": "2026-03-14",
+}
 
 
 def test_missing_required_variable_is_refused_naming_it() -> None:
@@ -212,7 +219,9 @@ def test_secret_is_rendered_for_delivery_but_redacted_in_the_copy() -> None:
 def test_secret_is_scrubbed_even_when_a_template_transforms_it() -> None:
     template = Template("credentials", "en", "Hi", "{{ password }} / {{ password | upper }} / {{ message }}")
     delivered, redacted = prepare_variables(
-        event_for("credentials"), {"username": "u", "message": "pw is abcd1234"}, {"password": "abcd1234"},
+        event_for("credentials"),
+        {"username": "u", "message": "pw is abcd1234"},
+        {"password": "abcd1234"},
         COMMON,
     )
     pair = render_pair(Renderer(), template, delivered, redacted, has_secrets=True)

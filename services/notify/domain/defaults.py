@@ -21,9 +21,9 @@ _KEEP_EN = (
     "{% endif %}"
 )
 _DOC = "«{{ title }}»{% if author %} di {{ author }}{% endif %}"
-_DOC_EN = "\"{{ title }}\"{% if author %} by {{ author }}{% endif %}"
+_DOC_EN = '"{{ title }}"{% if author %} by {{ author }}{% endif %}'
 _DOC_OPT_IT = "{% if title %} per «{{ title }}»{% endif %}"
-_DOC_OPT_EN = "{% if title %} for \"{{ title }}\"{% endif %}"
+_DOC_OPT_EN = '{% if title %} for "{{ title }}"{% endif %}'
 
 # (event_key, language) -> (subject, body_text, description)
 SHIPPED: dict[tuple[str, str], tuple[str, str, str]] = {
@@ -48,26 +48,33 @@ SHIPPED: dict[tuple[str, str], tuple[str, str, str]] = {
     ("request_notice", "it"): (
         "{{ library_name }}: la tua richiesta di prenotazione" + _DOC_OPT_IT,
         "Gentile {{ patron_name }},\n\nti scriviamo a proposito della tua richiesta di prenotazione"
-        + _DOC_OPT_IT + "{% if request_date %} del {{ request_date }}{% endif %}."
-        + _NOTE + _SIGN_IT,
+        + _DOC_OPT_IT
+        + "{% if request_date %} del {{ request_date }}{% endif %}."
+        + _NOTE
+        + _SIGN_IT,
         "Avviso sulla richiesta web (R7)",
     ),
     ("request_notice", "en"): (
         "{{ library_name }}: your reservation request" + _DOC_OPT_EN,
-        "Dear {{ patron_name }},\n\nwe are writing about your reservation request" + _DOC_OPT_EN
-        + "{% if request_date %} of {{ request_date }}{% endif %}." + _NOTE + _SIGN_EN,
+        "Dear {{ patron_name }},\n\nwe are writing about your reservation request"
+        + _DOC_OPT_EN
+        + "{% if request_date %} of {{ request_date }}{% endif %}."
+        + _NOTE
+        + _SIGN_EN,
         "Notice about a web request (R7)",
     ),
     ("request_cut", "it"): (
         "{{ library_name }}: richiesta non accolta" + _DOC_OPT_IT,
         "Gentile {{ patron_name }},\n\npurtroppo non possiamo accogliere la tua richiesta di prenotazione"
-        + _DOC_OPT_IT + "{% if request_date %} del {{ request_date }}{% endif %}."
+        + _DOC_OPT_IT
+        + "{% if request_date %} del {{ request_date }}{% endif %}."
         "{% if reason %}\nMotivo: {{ reason }}{% endif %}" + _NOTE + _SIGN_IT,
         "Richiesta web respinta (R6)",
     ),
     ("request_cut", "en"): (
         "{{ library_name }}: request declined" + _DOC_OPT_EN,
-        "Dear {{ patron_name }},\n\nunfortunately we cannot accept your reservation request" + _DOC_OPT_EN
+        "Dear {{ patron_name }},\n\nunfortunately we cannot accept your reservation request"
+        + _DOC_OPT_EN
         + "{% if request_date %} of {{ request_date }}{% endif %}."
         "{% if reason %}\nReason: {{ reason }}{% endif %}" + _NOTE + _SIGN_EN,
         "Web request declined (R6)",
@@ -79,9 +86,15 @@ SHIPPED: dict[tuple[str, str], tuple[str, str, str]] = {
         "Prenotazione pronta per il ritiro (V1)",
     ),
     ("reservation_ready", "en"): (
-        "{{ library_name }}: \"{{ title }}\" is ready for pickup",
-        "Dear {{ patron_name }},\n\nthe item you reserved, " + _DOC_EN + ", is ready for you" + _WHERE_EN
-        + ".\n" + _KEEP_EN + _NOTE + _SIGN_EN,
+        '{{ library_name }}: "{{ title }}" is ready for pickup',
+        "Dear {{ patron_name }},\n\nthe item you reserved, "
+        + _DOC_EN
+        + ", is ready for you"
+        + _WHERE_EN
+        + ".\n"
+        + _KEEP_EN
+        + _NOTE
+        + _SIGN_EN,
         "Reservation ready for pickup (V1)",
     ),
     ("item_back_from_loan", "it"): (
@@ -91,21 +104,31 @@ SHIPPED: dict[tuple[str, str], tuple[str, str, str]] = {
         "Documento rientrato dal prestito (V4)",
     ),
     ("item_back_from_loan", "en"): (
-        "{{ library_name }}: \"{{ title }}\" is back and ready for pickup",
+        '{{ library_name }}: "{{ title }}" is back and ready for pickup',
         "Dear {{ patron_name }},\n\nthe item you reserved, " + _DOC_EN + ", has been returned and is"
         " ready for you" + _WHERE_EN + ".\n" + _KEEP_EN + _NOTE + _SIGN_EN,
         "Item back from loan (V4)",
     ),
     ("pickup_reminder", "it"): (
         "{{ library_name }}: promemoria, ritira «{{ title }}» entro il {{ pickup_deadline }}",
-        "Gentile {{ patron_name }},\n\nti ricordiamo che " + _DOC + " ti aspetta" + _WHERE_IT
-        + " fino al {{ pickup_deadline }}. Dopo quella data la prenotazione scade." + _NOTE + _SIGN_IT,
+        "Gentile {{ patron_name }},\n\nti ricordiamo che "
+        + _DOC
+        + " ti aspetta"
+        + _WHERE_IT
+        + " fino al {{ pickup_deadline }}. Dopo quella data la prenotazione scade."
+        + _NOTE
+        + _SIGN_IT,
         "Promemoria scadenza ritiro",
     ),
     ("pickup_reminder", "en"): (
-        "{{ library_name }}: reminder, collect \"{{ title }}\" by {{ pickup_deadline }}",
-        "Dear {{ patron_name }},\n\na reminder that " + _DOC_EN + " is waiting for you" + _WHERE_EN
-        + " until {{ pickup_deadline }}. After that date the reservation expires." + _NOTE + _SIGN_EN,
+        '{{ library_name }}: reminder, collect "{{ title }}" by {{ pickup_deadline }}',
+        "Dear {{ patron_name }},\n\na reminder that "
+        + _DOC_EN
+        + " is waiting for you"
+        + _WHERE_EN
+        + " until {{ pickup_deadline }}. After that date the reservation expires."
+        + _NOTE
+        + _SIGN_EN,
         "Pickup deadline reminder",
     ),
     ("reservation_expired", "it"): (
@@ -116,7 +139,7 @@ SHIPPED: dict[tuple[str, str], tuple[str, str, str]] = {
         "Prenotazione scaduta (V2)",
     ),
     ("reservation_expired", "en"): (
-        "{{ library_name }}: reservation expired for \"{{ title }}\"",
+        '{{ library_name }}: reservation expired for "{{ title }}"',
         "Dear {{ patron_name }},\n\nyour reservation of " + _DOC_EN + " expired"
         "{% if expired_on %} on {{ expired_on }}{% endif %} because it was not collected."
         " If you still want it, you can reserve it again." + _NOTE + _SIGN_EN,

@@ -33,7 +33,9 @@ class Event:
 COMMON_VARIABLES: tuple[Variable, ...] = (
     Variable("patron_name", "The patron's name as displayed", "Maria Rossi", always_present=True),
     Variable("patron_card", "The patron's card barcode (may be empty)", "0012345678", always_present=True),
-    Variable("patron_email", "The address the message goes to", "maria.rossi@example.org", always_present=True),
+    Variable(
+        "patron_email", "The address the message goes to", "maria.rossi@example.org", always_present=True
+    ),
     Variable("library_name", "The library's name (setting)", "Biblioteca civica", always_present=True),
     Variable("today", "Today's date, YYYY-MM-DD", "2026-03-14", always_present=True),
     Variable("message", "The operator's own text added to the template (may be empty)", "Buona lettura!"),
@@ -53,8 +55,9 @@ EVENTS: tuple[Event, ...] = (
         "P5/P7: the temporary username and password for the first log-in from home (sent by patrons).",
         (
             Variable("username", "The temporary username", "mrossi71", always_present=True),
-            Variable("password", "The temporary password (secret)", "Xk7-pq2-Lm9", always_present=True,
-                     secret=True),
+            Variable(
+                "password", "The temporary password (secret)", "Xk7-pq2-Lm9", always_present=True, secret=True
+            ),
             Variable("expires_on", "Last day the temporary password works, YYYY-MM-DD", "2026-03-28"),
             Variable("login_url", "Where to log in", "https://opac.example.org/login"),
         ),
@@ -96,20 +99,35 @@ EVENTS: tuple[Event, ...] = (
     Event(
         "pickup_reminder",
         "The pickup deadline is near (sent by reservations).",
-        (_TITLE, _AUTHOR, _BARCODE, _BRANCH,
-         Variable("pickup_deadline", "Last day to collect it, YYYY-MM-DD", "2026-03-21", always_present=True)),
+        (
+            _TITLE,
+            _AUTHOR,
+            _BARCODE,
+            _BRANCH,
+            Variable(
+                "pickup_deadline", "Last day to collect it, YYYY-MM-DD", "2026-03-21", always_present=True
+            ),
+        ),
     ),
     Event(
         "reservation_expired",
         "V2: the item was not collected in time and the reservation expired (sent by reservations).",
-        (_TITLE, _AUTHOR, _BARCODE, _BRANCH,
-         Variable("expired_on", "The day it expired, YYYY-MM-DD", "2026-03-22")),
+        (
+            _TITLE,
+            _AUTHOR,
+            _BARCODE,
+            _BRANCH,
+            Variable("expired_on", "The day it expired, YYYY-MM-DD", "2026-03-22"),
+        ),
     ),
     Event(
         "free_message",
         "N1: a message written by the operator, wrapped in the library's letterhead.",
-        (Variable("message", "The operator's text", "La biblioteca resterà chiusa lunedì.",
-                  always_present=True),),
+        (
+            Variable(
+                "message", "The operator's text", "La biblioteca resterà chiusa lunedì.", always_present=True
+            ),
+        ),
     ),
 )
 

@@ -84,8 +84,12 @@ class Renderer:
     """Sandboxed Jinja2 environments: plain text for subject/body, autoescaping for HTML."""
 
     def __init__(self) -> None:
-        self._text = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-        self._html = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+        self._text = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+        )
+        self._html = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
+        )
 
     def _render_one(self, source: str, variables: Mapping[str, str], *, html: bool, field_name: str) -> str:
         env = self._html if html else self._text
@@ -111,7 +115,9 @@ class Renderer:
         text = self._render_one(template.body_text, variables, html=False, field_name=f"{prefix}.body_text")
         html = ""
         if template.body_html.strip():
-            html = self._render_one(template.body_html, variables, html=True, field_name=f"{prefix}.body_html")
+            html = self._render_one(
+                template.body_html, variables, html=True, field_name=f"{prefix}.body_html"
+            )
         return Rendered(subject=subject, body_text=text, body_html=html)
 
     def check(self, template: Template, prefix: str = "template") -> Rendered:
@@ -181,8 +187,13 @@ def prepare_variables(
     return delivered, redacted
 
 
-def render_pair(renderer: Renderer, template: Template, delivered: Mapping[str, str],
-                redacted: Mapping[str, str], has_secrets: bool) -> RenderedPair:
+def render_pair(
+    renderer: Renderer,
+    template: Template,
+    delivered: Mapping[str, str],
+    redacted: Mapping[str, str],
+    has_secrets: bool,
+) -> RenderedPair:
     out = renderer.render(template, delivered)
     copy = renderer.render(template, redacted) if has_secrets else out
     if has_secrets:
@@ -192,6 +203,7 @@ def render_pair(renderer: Renderer, template: Template, delivered: Mapping[str, 
 
 def scrub(rendered: Rendered, secret_values: list[str]) -> Rendered:
     """Belt and braces: no secret value survives in the copy, however the template used it."""
+
     def clean(text: str) -> str:
         for value in secret_values:
             if len(value) >= 4:
