@@ -1,39 +1,38 @@
-"""Domain errors of the notify service: a stable UPPER_SNAKE reason, mapped to gRPC once at the edge."""
+"""Domain errors of the notify service, built on the runtime's errors (mapped to gRPC once at the edge).
+
+The helpers keep the call sites short: ``InvalidInput("is required", field="patron_id")``.
+"""
 
 from __future__ import annotations
 
+from bibliodesk.runtime import errors as rt
 
-class NotifyError(Exception):
-    """Base class: `reason` is the stable machine-readable code, the message is for humans."""
 
-    reason = "NOTIFY_ERROR"
+class InvalidInput(rt.InvalidArgument):
+    """Bad input from the caller; ``field`` names the offending request field."""
 
-    def __init__(self, message: str, *, reason: str | None = None, field: str | None = None) -> None:
-        super().__init__(message)
-        if reason is not None:
-            self.reason = reason
+    def __init__(self, message: str, *, field: str, reason: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(field=field, description=message, reason=reason)
         self.field = field
 
 
-class InvalidInput(NotifyError):
-    """Bad input from the caller; `field` names the offending request field."""
-
-    reason = "INVALID_ARGUMENT"
-
-
-class NotFound(NotifyError):
-    reason = "NOT_FOUND"
+class NotFound(rt.NotFound):
+    def __init__(self, message: str, *, reason: str = "NOT_FOUND") -> None:
+        super().__init__(reason, message)
 
 
-class Conflict(NotifyError):
+class Conflict(rt.FailedPrecondition):
     """The operation does not fit the current state (FAILED_PRECONDITION)."""
 
-    reason = "FAILED_PRECONDITION"
+    def __init__(self, message: str, *, reason: str = "FAILED_PRECONDITION") -> None:
+        super().__init__(reason, message)
 
 
 class IllegalTransition(Conflict):
-    reason = "ILLEGAL_TRANSITION"
+    def __init__(self, message: str, *, reason: str = "ILLEGAL_TRANSITION") -> None:
+        super().__init__(message, reason=reason)
 
 
-class EtagMismatch(NotifyError):
-    reason = "ETAG_MISMATCH"
+class EtagMismatch(rt.Aborted):
+    def __init__(self, message: str, *, reason: str = "ETAG_MISMATCH") -> None:
+        super().__init__(reason, message)
