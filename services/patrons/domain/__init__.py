@@ -1,0 +1,1 @@
+"""The patrons domain: pure rules and state machines (no gRPC, no SQL)."""
