@@ -189,6 +189,7 @@ class LineFramer:
     clock: Callable[[], float] = time.monotonic
     _buffer: bytearray = field(default_factory=bytearray)
     _started: float = 0.0
+    _discarding: bool = False
     dropped: int = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -199,17 +200,19 @@ class LineFramer:
         lines: list[bytes] = []
         for byte in chunk:
             if byte in (0x0D, 0x0A):
+                self._discarding = False
                 if self._buffer:
                     lines.append(bytes(self._buffer))
                     self._buffer.clear()
                 continue
-            if byte in (0x00, 0x11, 0x13) and not self._buffer:
-                continue  # idle NUL / XON / XOFF between reads
+            if self._discarding or (byte in (0x00, 0x11, 0x13) and not self._buffer):
+                continue  # rest of an overlong line, or idle NUL / XON / XOFF between reads
             if not self._buffer:
                 self._started = now
             self._buffer.append(byte)
             if len(self._buffer) > self.max_line_length:
                 self._buffer.clear()
+                self._discarding = True
                 self.dropped += 1
         return lines
 
@@ -219,6 +222,7 @@ class LineFramer:
         if had:
             self.dropped += 1
         self._buffer.clear()
+        self._discarding = False
         return had
 
 

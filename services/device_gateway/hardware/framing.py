@@ -73,6 +73,7 @@ class Deframer:
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.rejected = 0
+        self._discarding = False  # inside a run of garbage already counted
 
     def feed(self, chunk: bytes) -> list[Frame]:
         self.buffer.extend(chunk)
@@ -81,6 +82,7 @@ class Deframer:
             if self.buffer[0] not in self.START_BYTES:
                 self._skip_to_start(1)
                 continue
+            self._discarding = False
             result = self.try_frame()
             if result is None:
                 break  # incomplete
@@ -97,15 +99,18 @@ class Deframer:
 
     def _skip_to_start(self, first: int) -> None:
         """Drop bytes up to the next start byte (counted once as one rejected frame)."""
-        self.rejected += 1
+        if not self._discarding:
+            self.rejected += 1
         index = next(
             (i for i in range(first, len(self.buffer)) if self.buffer[i] in self.START_BYTES),
             len(self.buffer),
         )
         del self.buffer[:index]
+        self._discarding = not self.buffer
 
     def flush(self) -> int:
         """Drop an incomplete frame (reply timed out); returns how many were dropped."""
+        self._discarding = False
         if not self.buffer:
             return 0
         self.buffer.clear()

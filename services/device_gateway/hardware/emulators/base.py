@@ -51,6 +51,10 @@ class PtyEndpoint:
     def url(self) -> str:
         return self.link or self.pts_path
 
+    @property
+    def host_attached(self) -> bool:
+        return self.master is not None  # a pty cannot tell whether the slave is open
+
     def read_fds(self) -> list[int]:
         return [self.master] if self.master is not None else []
 
@@ -95,6 +99,10 @@ class TcpEndpoint:
     @property
     def url(self) -> str:
         return f"socket://{self.host}:{self.port}"
+
+    @property
+    def host_attached(self) -> bool:
+        return self.client is not None
 
     def read_fds(self) -> list[int]:
         fds = [self.listener.fileno()] if self.listener else []
@@ -163,6 +171,11 @@ class Emulator:
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def host_attached(self) -> bool:
+        """A host is connected (always true for a pty, whose slave side cannot be watched)."""
+        return self._running and self.endpoint.host_attached
 
     def start(self) -> str:
         if self._running:
