@@ -115,5 +115,5 @@ def test_multi_part_sets_complete_and_incomplete() -> None:
     assert status["BOOK"].complete
     assert not status["BOX1"].complete
     assert status["BOX1"].missing == (2,)
-    whole = cd_box + [LibraryTagData(primary_id="BOX1", parts_in_set=3, part_number=2)]
+    whole = [*cd_box, LibraryTagData(primary_id="BOX1", parts_in_set=3, part_number=2)]
     assert iso28560.set_status(whole)[0].complete
