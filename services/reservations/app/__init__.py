@@ -1,0 +1,1 @@
+"""Use cases of the reservations service: one function per desk action, one transaction each."""
