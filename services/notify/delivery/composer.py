@@ -47,7 +47,6 @@ def compose(envelope: Envelope, content: Rendered) -> EmailMessage:
     msg["Subject"] = content.subject
     msg["Date"] = format_datetime(envelope.date)
     msg["Message-ID"] = envelope.message_id_header
-    msg["Content-Language"] = envelope.language
     if envelope.auto_generated:
         # RFC 3834: notices are automatic, so vacation responders must not answer them.
         msg["Auto-Submitted"] = "auto-generated"
@@ -56,6 +55,7 @@ def compose(envelope: Envelope, content: Rendered) -> EmailMessage:
     msg.set_content(content.body_text, charset="utf-8")
     if content.body_html:
         msg.add_alternative(content.body_html, subtype="html", charset="utf-8")
+    msg["Content-Language"] = envelope.language  # after the body: set_content drops Content-* headers
     return msg
 
 

@@ -90,8 +90,8 @@ class RetryPolicy:
 def message_id_header(idempotency_key: str, domain: str) -> str:
     """RFC 5322 Message-ID derived from the idempotency key: the same key always yields the same id,
     so a resend after a crash is recognisable as the same message by the receiving side."""
-    digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:40]
-    return f"<{digest}.notify@{domain}>"
+    digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+    return f"<{digest}@{domain}>"
 
 
 @dataclass
