@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
 from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from bibliodesk.runtime.testing import Stack
+
+# Tests move the clock by weeks: tokens must outlive that.
+TTL = timedelta(days=90)
 
 # Peers this folder does not start: refused connections, so the service uses its defaults.
 UNREACHABLE = "127.0.0.1:9"
@@ -48,7 +52,9 @@ class Desk:
     def as_patron(
         self, patron_id: str
     ) -> tuple[pb_grpc.ReservationServiceStub, pb_grpc.CirculationServiceStub]:
-        channel = self.stack.channel("reservations", self.stack.token(kind="patron", subject=patron_id))
+        channel = self.stack.channel(
+            "reservations", self.stack.token(kind="patron", subject=patron_id, ttl=TTL)
+        )
         return pb_grpc.ReservationServiceStub(channel), pb_grpc.CirculationServiceStub(channel)
 
     async def reserve(self, patron_id: str, barcode: str = "B001", **kw: Any) -> pb.Reservation:
@@ -72,6 +78,16 @@ class Desk:
     async def item(self, barcode: str) -> pb.Item:
         return (await self.circulation.GetItem(pb.GetItemRequest(item_barcode=barcode))).item
 
+    def outbox(self) -> list[dict[str, Any]]:
+        """The side effects the service committed to (notices waiting for notify)."""
+        import json
+
+        from sqlalchemy import select
+
+        rt = self.stack.runtime("reservations")
+        rows = rt.db.read_sync(lambda s: s.execute(select(rt.outbox).order_by(rt.outbox.c.id)).all())
+        return [{"key": r.key, "topic": r.topic, **json.loads(r.payload)} for r in rows]
+
     async def get(self, reservation_id: str) -> pb.Reservation:
         return (
             await self.reservations.GetReservation(pb.GetReservationRequest(reservation_id=reservation_id))
@@ -81,9 +97,9 @@ class Desk:
 @pytest.fixture
 async def desk(stack_factory: Any) -> Desk:
     stack = await stack_factory("reservations", env=ENV)
-    staff = stack.channel("reservations", stack.token(kind="staff", roles=("operator",)))
-    admin = stack.channel("reservations", stack.token(kind="staff", roles=("admin",)))
-    service = stack.channel("reservations", stack.token(kind="service", subject="requests"))
+    staff = stack.channel("reservations", stack.token(kind="staff", roles=("operator",), ttl=TTL))
+    admin = stack.channel("reservations", stack.token(kind="staff", roles=("admin",), ttl=TTL))
+    service = stack.channel("reservations", stack.token(kind="service", subject="requests", ttl=TTL))
     d = Desk(
         stack,
         pb_grpc.ReservationServiceStub(staff),
