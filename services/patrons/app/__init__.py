@@ -1,0 +1,1 @@
+"""The patrons application layer: one function per use case, each run in one transaction."""

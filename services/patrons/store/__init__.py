@@ -1,0 +1,1 @@
+"""The patrons store: tables, repositories, migrations."""
