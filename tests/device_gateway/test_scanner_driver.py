@@ -1,5 +1,6 @@
 """The scanner driver against the emulator through a real pty (opened by path) and socket://."""
 
+import os
 from typing import Any
 
 import pytest
@@ -111,7 +112,7 @@ def test_a_second_opener_of_a_local_port_is_refused(tmp_path: Any) -> None:
             with pytest.raises(serial.SerialException):
                 open_port(PortSettings(emulator.url))
             with pytest.raises(serial.SerialException):
-                open_port(PortSettings(emulator.endpoint.pts_path))  # same device by its pts name
+                open_port(PortSettings(os.ttyname(first.fileno())))  # same device by its pts name
         finally:
             first.close()
         open_port(PortSettings(emulator.url)).close()  # free again once closed

@@ -129,6 +129,8 @@ class DeviceRunner:
         self._thread: threading.Thread | None = None
         self._port: serial.SerialBase | None = None
         self._port_lock = threading.RLock()
+        # Called from the device thread as (device_id, connected, detail) on every change.
+        self.on_status: Callable[[str, bool, str], None] | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -171,6 +173,7 @@ class DeviceRunner:
             with self._port_lock:
                 self._port = port
             self.health.connected()
+            self._status(True, "")
             log.info("device %s connected on %s", self.device_id, self.port_settings.url)
             delay = self.backoff.initial
             try:
@@ -195,6 +198,14 @@ class DeviceRunner:
                 port.close()
             self.health.disconnected(reason)
             self.on_disconnected()
+            self._status(False, reason)
+
+    def _status(self, connected: bool, detail: str) -> None:
+        if self.on_status is not None:
+            try:
+                self.on_status(self.device_id, connected, detail)
+            except Exception:
+                log.exception("status callback failed")
 
     def drop_connection(self, reason: str) -> None:
         """Called by command paths that saw the device vanish; the thread reopens it."""

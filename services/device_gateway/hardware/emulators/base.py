@@ -9,6 +9,7 @@ import socket
 import threading
 import tty
 from pathlib import Path
+from typing import Self
 
 
 class PtyEndpoint:
@@ -205,7 +206,7 @@ class Emulator:
         self.stop()
         return self.start()
 
-    def __enter__(self) -> Emulator:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
