@@ -17,7 +17,7 @@ class FolderHandler:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd API)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
         tmp = self.folder / f".{name}.tmp"
         tmp.write_bytes(envelope.original_content or envelope.content)

@@ -51,7 +51,9 @@ class CliContext:
         key = f"{service}:{authenticated}"
         if key not in self._channels:
             token = self.token if authenticated else None
-            self._channels[key] = open_channel(self.address(service), self.settings, client_interceptors(token))
+            self._channels[key] = open_channel(
+                self.address(service), self.settings, client_interceptors(token)
+            )
         return self._channels[key]
 
     async def token(self) -> str:
@@ -78,7 +80,9 @@ class CliContext:
             username, password = stored["username"], stored["password"]
         stub = identity_pb2_grpc.IdentityServiceStub(self.channel("patrons", authenticated=False))
         try:
-            reply = await stub.LogIn(identity_pb2.LogInRequest(username=username, password=password), timeout=10)
+            reply = await stub.LogIn(
+                identity_pb2.LogInRequest(username=username, password=password), timeout=10
+            )
         except grpc.aio.AioRpcError as exc:
             raise CliError(f"log-in failed: {exc.details()}") from None
         return reply.access_token

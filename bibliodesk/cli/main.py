@@ -1,9 +1,9 @@
 """``bibliodesk``: one program for every service and the desk's commands.
 
-    bibliodesk up [--demo]          all five services in one process (embedded SQLite default)
-    bibliodesk serve <service>      one service (what each container runs)
-    bibliodesk health               are they all SERVING?
-    bibliodesk patrons|requests|reservations|desk|items|notify|devices ...   desk commands
+bibliodesk up [--demo]          all five services in one process (embedded SQLite default)
+bibliodesk serve <service>      one service (what each container runs)
+bibliodesk health               are they all SERVING?
+bibliodesk patrons|requests|reservations|desk|items|notify|devices ...   desk commands
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import secrets
 import signal
 import sys
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -103,7 +102,9 @@ async def _check(address: str, settings: Settings, timeout: float) -> str:
 
     channel = open_channel(address, settings)
     try:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        reply = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), timeout=timeout
+        )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
     except grpc.aio.AioRpcError as exc:
         return f"DOWN ({exc.code().name})"
@@ -116,7 +117,8 @@ def cmd_health(args: argparse.Namespace, settings: Settings, console: Console) -
     if unknown:
         raise CliError(f"unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICES)}")
     targets = (
-        [(a, a) for a in args.address] if args.address
+        [(a, a) for a in args.address]
+        if args.address
         else [(n, settings.service(n).address) for n in (args.service or SERVICES)]
     )
 
@@ -137,12 +139,16 @@ def cmd_health(args: argparse.Namespace, settings: Settings, console: Console) -
 
 
 def build_parser(ctx: CliContext) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bibliodesk", description="bibliodesk: library web patrons and desk")
+    parser = argparse.ArgumentParser(
+        prog="bibliodesk", description="bibliodesk: library web patrons and desk"
+    )
     parser.add_argument("--user", help="staff username to log in as (password asked)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run all services in one process (embedded default)")
-    up.add_argument("--demo", action="store_true", help="load a demo library on first start; emulated desk devices")
+    up.add_argument(
+        "--demo", action="store_true", help="load a demo library on first start; emulated desk devices"
+    )
     up.add_argument("--services", help="comma-separated subset (default: all five)")
     up.set_defaults(handler=cmd_up)
 

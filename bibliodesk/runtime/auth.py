@@ -257,7 +257,12 @@ class TokenVerifier:
         }
         try:
             claims = jwt.decode(
-                token, key, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER, options=options
+                token,
+                key,
+                algorithms=["EdDSA"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                options=options,  # type: ignore[arg-type]
             )
             now = self.now() if self.now is not None else datetime.now(UTC)
             if claims["exp"] + self.leeway_seconds < now.timestamp():

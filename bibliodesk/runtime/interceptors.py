@@ -89,7 +89,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method),
+                self._wrap_stream(handler.unary_stream, method),  # type: ignore[arg-type]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -279,4 +279,4 @@ class _StreamUnary(_OutgoingMetadata, grpc.aio.StreamUnaryClientInterceptor):
 
 def client_interceptors(token: Callable[[], Awaitable[str]] | None) -> list[grpc.aio.ClientInterceptor]:
     """Interceptors for a client channel (grpc.aio wants one instance per call kind)."""
-    return [_UnaryUnary(token), _UnaryStream(token), _StreamUnary(token)]
+    return [_UnaryUnary(token), _UnaryStream(token), _StreamUnary(token)]  # type: ignore[list-item]

@@ -111,6 +111,6 @@ class Peers:
 
     async def close(self) -> None:
         for channel in [*self._channels.values(), *([self._plain] if self._plain else [])]:
-            await channel.close()
+            await channel.close(None)
         self._channels.clear()
         self._plain = None

@@ -211,7 +211,7 @@ class Host:
             metrics=self.metrics,
             demo=self.demo,
         )
-        health_servicer = health.aio.HealthServicer()
+        health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         self._health[module.name] = health_servicer
         self.metrics.gauge(

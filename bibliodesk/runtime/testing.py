@@ -136,7 +136,7 @@ class Stack:
 
     async def stop(self, grace: float = 1.0) -> None:
         for channel in self._channels:
-            await channel.close()
+            await channel.close(None)
         self._channels.clear()
         if self.host is not None:
             await self.host.stop(grace)

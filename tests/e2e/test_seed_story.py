@@ -22,15 +22,23 @@ from tests.stack import scenario
 pytestmark = pytest.mark.slow
 
 
-async def _wait_healthy(env: dict[str, str], procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+async def _wait_healthy(
+    env: dict[str, str], procs: list[subprocess.Popen[bytes]], timeout: float = 60
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
         for proc in procs:
             assert proc.poll() is None, f"a service exited early with {proc.returncode}"
         check = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bibliodesk.cli.main", "health", "-q", env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "bibliodesk.cli.main",
+            "health",
+            "-q",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         if await check.wait() == 0:
             return
@@ -43,15 +51,17 @@ async def test_seed_story_across_processes(tmp_path: Path, db_backend: str) -> N
     sink = start_sink(mail_dir)
     password = f"Adm1n-{uuid.uuid4().hex[:10]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIBLIODESK_")}
-    env.update({
-        "BIBLIODESK_HOME": str(tmp_path / "home"),
-        "BIBLIODESK_SERVICE_SECRET": uuid.uuid4().hex,
-        "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD": password,
-        "BIBLIODESK_SMTP_HOST": "127.0.0.1",
-        "BIBLIODESK_SMTP_PORT": str(sink.port),
-        "BIBLIODESK_LOG_FORMAT": "json",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "BIBLIODESK_HOME": str(tmp_path / "home"),
+            "BIBLIODESK_SERVICE_SECRET": uuid.uuid4().hex,
+            "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD": password,
+            "BIBLIODESK_SMTP_HOST": "127.0.0.1",
+            "BIBLIODESK_SMTP_PORT": str(sink.port),
+            "BIBLIODESK_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     schemas = []
     for name in SERVICES:
         port = free_port()
@@ -71,8 +81,10 @@ async def test_seed_story_across_processes(tmp_path: Path, db_backend: str) -> N
     logs.mkdir()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "bibliodesk.cli.main", "serve", name], env=env,
-            stdout=open(logs / f"{name}.out", "wb"), stderr=open(logs / f"{name}.err", "wb"),
+            [sys.executable, "-m", "bibliodesk.cli.main", "serve", name],
+            env=env,
+            stdout=open(logs / f"{name}.out", "wb"),  # noqa: SIM115 (the child owns it)
+            stderr=open(logs / f"{name}.err", "wb"),  # noqa: SIM115
         )
         for name in SERVICES
     ]
@@ -97,5 +109,7 @@ async def test_seed_story_across_processes(tmp_path: Path, db_backend: str) -> N
             engine.dispose()
     assert codes == [0] * len(SERVICES), f"exit codes after SIGTERM: {codes}"
     for name in SERVICES:  # no password ever reaches a log
-        log_text = (logs / f"{name}.err").read_text(errors="replace") + (logs / f"{name}.out").read_text(errors="replace")
+        log_text = (logs / f"{name}.err").read_text(errors="replace") + (logs / f"{name}.out").read_text(
+            errors="replace"
+        )
         assert not [s for s in secrets if s in log_text], name

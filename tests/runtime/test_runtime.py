@@ -124,7 +124,7 @@ async def test_unexpected_error_is_internal_without_internals(probe):
         await call(probe.channel("requests", token), "Boom", S())
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "hunter2" not in (err.value.details() or "")
-    assert "request id" in err.value.details()
+    assert "request id" in (err.value.details() or "")
 
 
 async def test_request_id_is_echoed(probe):

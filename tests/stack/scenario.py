@@ -75,7 +75,9 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
     run_id = uuid.uuid4().hex[:8]
     anon = _channel(settings, "patrons", None)
     identity = identity_pb2_grpc.IdentityServiceStub(anon)
-    login = await identity.LogIn(identity_pb2.LogInRequest(username=admin_user, password=admin_password), timeout=15)
+    login = await identity.LogIn(
+        identity_pb2.LogInRequest(username=admin_user, password=admin_password), timeout=15
+    )
     staff = login.access_token
     _step("staff log-in")
 
@@ -89,8 +91,13 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
         patrons_pb2.CreatePatronCategoryRequest(
             request_id=f"cat-{run_id}",
             category=patrons_pb2.PatronCategory(
-                code=category, name="Adulti", loan_limit=10, reservation_limit=5,
-                enrollment_period_months=12, pickup_period_days=3, active=True,
+                code=category,
+                name="Adulti",
+                loan_limit=10,
+                reservation_limit=5,
+                enrollment_period_months=12,
+                pickup_period_days=3,
+                active=True,
             ),
         ),
         timeout=15,
@@ -111,37 +118,59 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
     public = patrons_pb2_grpc.PatronServiceStub(anon)
     pre = await public.PreRegisterPatron(
         patrons_pb2.PreRegisterPatronRequest(
-            request_id=f"pre-{run_id}", privacy_consent=True,
+            request_id=f"pre-{run_id}",
+            privacy_consent=True,
             details=patrons_pb2.PatronDetails(
-                given_name="Giulia", surname=f"D'Angelò{run_id}", birth_date="1990-04-12",
-                birth_place="Bologna", email=mail, phone="+39 051 123456", home_branch="CEN",
+                given_name="Giulia",
+                surname=f"D'Angelò{run_id}",
+                birth_date="1990-04-12",
+                birth_place="Bologna",
+                email=mail,
+                phone="+39 051 123456",
+                home_branch="CEN",
                 language="it",
-                address=patrons_pb2.Address(street="Via Zamboni 33", postal_code="40126", city="Bologna",
-                                            province="BO", country_code="IT"),
+                address=patrons_pb2.Address(
+                    street="Via Zamboni 33",
+                    postal_code="40126",
+                    city="Bologna",
+                    province="BO",
+                    country_code="IT",
+                ),
             ),
         ),
         timeout=15,
     )
-    patron_id = pre.patron.id
-    assert pre.patron.origin == patrons_pb2.PATRON_ORIGIN_WEB
+    patron_id = pre.patron_id
+    assert pre.status == patrons_pb2.PATRON_STATUS_PRE_REGISTERED
     _step("P1 pre-registration from home (origin WEB)")
 
-    found = await patrons.SearchPatrons(patrons_pb2.SearchPatronsRequest(surname=f"d'angelo{run_id}"), timeout=15)
-    hits = [h for h in found.patrons if h.id == patron_id] if hasattr(found, "patrons") else []
-    assert hits, f"search did not find the pre-registered patron: {found}"
+    found = await patrons.SearchPatrons(
+        patrons_pb2.SearchPatronsRequest(surname=f"d'angelo{run_id}"), timeout=15
+    )
+    hits = [h for h in found.hits if h.patron_id == patron_id]
+    assert hits and hits[0].origin == patrons_pb2.PATRON_ORIGIN_WEB, (
+        f"search did not find the web patron: {found}"
+    )
     _step("P2 found at the desk by surname (accent- and case-insensitive)")
 
     current = (await patrons.GetPatron(patrons_pb2.GetPatronRequest(patron_id=patron_id), timeout=15)).patron
     from google.protobuf import field_mask_pb2
 
     update = patrons_pb2.Patron(
-        id=patron_id, document_type=patrons_pb2.DOCUMENT_TYPE_IDENTITY_CARD, document_number="CA12345AB",
-        zone="Centro", nationality="IT",
+        id=patron_id,
+        document_type=patrons_pb2.DOCUMENT_TYPE_IDENTITY_CARD,
+        document_number="CA12345AB",
+        zone="Centro",
+        nationality="IT",
     )
     updated = await patrons.UpdatePatron(
         patrons_pb2.UpdatePatronRequest(
-            request_id=f"upd-{run_id}", patron=update, etag=current.etag,
-            update_mask=field_mask_pb2.FieldMask(paths=["document_type", "document_number", "zone", "nationality"]),
+            request_id=f"upd-{run_id}",
+            patron=update,
+            etag=current.etag,
+            update_mask=field_mask_pb2.FieldMask(
+                paths=["document_type", "document_number", "zone", "nationality"]
+            ),
         ),
         timeout=15,
     )
@@ -149,7 +178,10 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
 
     enrolled = await patrons.EnrollPatron(
         patrons_pb2.EnrollPatronRequest(
-            request_id=f"enr-{run_id}", patron_id=patron_id, etag=updated.patron.etag, category_code=category,
+            request_id=f"enr-{run_id}",
+            patron_id=patron_id,
+            etag=updated.patron.etag,
+            category_code=category,
         ),
         timeout=15,
     )
@@ -157,8 +189,9 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
     _step(f"P4 enrolled, card {enrolled.patron.card_barcode}")
 
     creds = await patrons.IssueTemporaryCredentials(
-        patrons_pb2.IssueTemporaryCredentialsRequest(request_id=f"cred-{run_id}", patron_id=patron_id,
-                                                     send_by_email=True),
+        patrons_pb2.IssueTemporaryCredentialsRequest(
+            request_id=f"cred-{run_id}", patron_id=patron_id, send_by_email=True
+        ),
         timeout=15,
     )
     username = creds.credentials.username
@@ -166,14 +199,17 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
     _step("P5 temporary credentials e-mailed")
 
     temp = await identity.LogIn(
-        identity_pb2.LogInRequest(username=username, password=creds.credentials.temporary_password), timeout=15
+        identity_pb2.LogInRequest(username=username, password=creds.credentials.temporary_password),
+        timeout=15,
     )
     assert temp.must_change_credentials
     own_user = f"giulia{run_id}"
     restricted = identity_pb2_grpc.IdentityServiceStub(_channel(settings, "patrons", temp.access_token))
     changed = await restricted.ChangeCredentials(
         identity_pb2.ChangeCredentialsRequest(
-            new_username=own_user, new_password=f"Lettura-{run_id}-Rosa", current_password=creds.credentials.temporary_password,
+            new_username=own_user,
+            new_password=f"Lettura-{run_id}-Rosa",
+            current_password=creds.credentials.temporary_password,
         ),
         timeout=15,
     )
@@ -185,22 +221,26 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
 
     patron_inbox = requests_pb2_grpc.RequestInboxServiceStub(_channel(settings, "requests", patron_token))
     submitted = await patron_inbox.SubmitReservationRequest(
-        requests_pb2.SubmitReservationRequestRequest(request_id=f"req-{run_id}", item_barcode=shelf,
-                                                     pickup_branch="CEN", note="Grazie"),
+        requests_pb2.SubmitReservationRequestRequest(
+            request_id=f"req-{run_id}", item_barcode=shelf, pickup_branch="CEN", note="Grazie"
+        ),
         timeout=15,
     )
     request = submitted.reservation_request
     _step("R1 web request submitted")
 
     today = await inbox.ListReservationRequests(
-        requests_pb2.ListReservationRequestsRequest(made_today=True, active_only=True, page_size=100), timeout=15
+        requests_pb2.ListReservationRequestsRequest(made_today=True, active_only=True, page_size=100),
+        timeout=15,
     )
     assert any(r.id == request.id for r in today.reservation_requests), today
     _step("R2 in today's inbox")
 
     await inbox.SendRequestNotice(
         requests_pb2.SendRequestNoticeRequest(
-            request_id=f"notice-{run_id}", reservation_request_id=request.id, template_key="request_notice",
+            request_id=f"notice-{run_id}",
+            reservation_request_id=request.id,
+            template_key="request_notice",
             body="Abbiamo ricevuto la sua richiesta.",
         ),
         timeout=15,
@@ -210,7 +250,9 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
 
     advanced = await inbox.AdvanceReservationRequest(
         requests_pb2.AdvanceReservationRequestRequest(
-            request_id=f"adv-{run_id}", reservation_request_id=request.id, mode=requests_pb2.ADVANCE_MODE_RESERVE,
+            request_id=f"adv-{run_id}",
+            reservation_request_id=request.id,
+            mode=requests_pb2.ADVANCE_MODE_RESERVE,
         ),
         timeout=30,
     )
@@ -219,23 +261,29 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
     assert reservation.origin == reservations_pb2.RESERVATION_ORIGIN_WEB
     _step("R5 advanced → V1 reservation ready, item set aside")
 
-    patron_res = reservations_pb2_grpc.ReservationServiceStub(_channel(settings, "reservations", patron_token))
-    schedule = await patron_res.GetPatronSchedule(reservations_pb2.GetPatronScheduleRequest(patron_id=patron_id), timeout=15)
-    assert any(m.item_barcode == shelf for m in schedule.materials_to_deliver), schedule
+    patron_res = reservations_pb2_grpc.ReservationServiceStub(
+        _channel(settings, "reservations", patron_token)
+    )
+    schedule = await patron_res.GetPatronSchedule(
+        reservations_pb2.GetPatronScheduleRequest(patron_id=patron_id), timeout=15
+    )
+    assert any(m.reservation.item_barcode == shelf for m in schedule.materials_to_deliver), schedule
     _step("V3/V6 the patron sees it in the web schedule")
 
     await mailbox.wait_for(mail, "Il nome della rosa")
     _step("V1 'ready for pickup' e-mail delivered")
 
     out = await circulation.CheckOut(
-        reservations_pb2.CheckOutRequest(request_id=f"out-{run_id}", item_barcode=shelf, patron_id=patron_id,
-                                         branch="CEN"),
+        reservations_pb2.CheckOutRequest(
+            request_id=f"out-{run_id}", item_barcode=shelf, patron_id=patron_id, branch="CEN"
+        ),
         timeout=15,
     )
     assert out.fulfilled_reservation.status == reservations_pb2.RESERVATION_STATUS_FULFILLED
     _step("V6 delivered at the desk: check-out fulfils the reservation")
     back = await circulation.CheckIn(
-        reservations_pb2.CheckInRequest(request_id=f"in-{run_id}", item_barcode=shelf, branch="CEN"), timeout=15
+        reservations_pb2.CheckInRequest(request_id=f"in-{run_id}", item_barcode=shelf, branch="CEN"),
+        timeout=15,
     )
     assert back.item.state == reservations_pb2.ITEM_STATE_ON_SHELF
     _step("check-in: back on the shelf")
@@ -245,52 +293,84 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
         patrons_pb2.CreatePatronRequest(
             request_id=f"desk-{run_id}",
             details=patrons_pb2.PatronDetails(
-                given_name="Marco", surname=f"Rossi{run_id}", birth_date="1985-01-02", birth_place="Roma",
-                email=f"marco.{run_id}@example.org", home_branch="CEN", language="it",
-                address=patrons_pb2.Address(street="Via Roma 1", postal_code="00100", city="Roma", country_code="IT"),
+                given_name="Marco",
+                surname=f"Rossi{run_id}",
+                birth_date="1985-01-02",
+                birth_place="Roma",
+                email=f"marco.{run_id}@example.org",
+                home_branch="CEN",
+                language="it",
+                address=patrons_pb2.Address(
+                    street="Via Roma 1", postal_code="00100", city="Roma", country_code="IT"
+                ),
             ),
         ),
         timeout=15,
     )
     marco = desk.patron
-    marco = (await patrons.UpdatePatron(
-        patrons_pb2.UpdatePatronRequest(
-            request_id=f"upd2-{run_id}", etag=marco.etag,
-            patron=patrons_pb2.Patron(id=marco.id, document_type=patrons_pb2.DOCUMENT_TYPE_PASSPORT,
-                                      document_number="YA0000001", zone="Centro", nationality="IT"),
-            update_mask=field_mask_pb2.FieldMask(paths=["document_type", "document_number", "zone", "nationality"]),
+    marco = (
+        await patrons.UpdatePatron(
+            patrons_pb2.UpdatePatronRequest(
+                request_id=f"upd2-{run_id}",
+                etag=marco.etag,
+                patron=patrons_pb2.Patron(
+                    id=marco.id,
+                    document_type=patrons_pb2.DOCUMENT_TYPE_PASSPORT,
+                    document_number="YA0000001",
+                    zone="Centro",
+                    nationality="IT",
+                ),
+                update_mask=field_mask_pb2.FieldMask(
+                    paths=["document_type", "document_number", "zone", "nationality"]
+                ),
+            ),
+            timeout=15,
+        )
+    ).patron
+    marco = (
+        await patrons.EnrollPatron(
+            patrons_pb2.EnrollPatronRequest(
+                request_id=f"enr2-{run_id}", patron_id=marco.id, etag=marco.etag, category_code=category
+            ),
+            timeout=15,
+        )
+    ).patron
+    await circulation.CheckOut(
+        reservations_pb2.CheckOutRequest(
+            request_id=f"out2-{run_id}", item_barcode=loaned, patron_id=marco.id, branch="CEN"
         ),
         timeout=15,
-    )).patron
-    marco = (await patrons.EnrollPatron(
-        patrons_pb2.EnrollPatronRequest(request_id=f"enr2-{run_id}", patron_id=marco.id, etag=marco.etag,
-                                        category_code=category),
-        timeout=15,
-    )).patron
-    await circulation.CheckOut(
-        reservations_pb2.CheckOutRequest(request_id=f"out2-{run_id}", item_barcode=loaned, patron_id=marco.id,
-                                         branch="CEN"),
-        timeout=15,
     )
-    second = (await patron_inbox.SubmitReservationRequest(
-        requests_pb2.SubmitReservationRequestRequest(request_id=f"req2-{run_id}", item_barcode=loaned,
-                                                     pickup_branch="CEN"),
-        timeout=15,
-    )).reservation_request
-    waiting = (await inbox.AdvanceReservationRequest(
-        requests_pb2.AdvanceReservationRequestRequest(request_id=f"adv2-{run_id}", reservation_request_id=second.id,
-                                                      mode=requests_pb2.ADVANCE_MODE_RESERVE),
-        timeout=30,
-    )).reservation
+    second = (
+        await patron_inbox.SubmitReservationRequest(
+            requests_pb2.SubmitReservationRequestRequest(
+                request_id=f"req2-{run_id}", item_barcode=loaned, pickup_branch="CEN"
+            ),
+            timeout=15,
+        )
+    ).reservation_request
+    waiting = (
+        await inbox.AdvanceReservationRequest(
+            requests_pb2.AdvanceReservationRequestRequest(
+                request_id=f"adv2-{run_id}",
+                reservation_request_id=second.id,
+                mode=requests_pb2.ADVANCE_MODE_RESERVE,
+            ),
+            timeout=30,
+        )
+    ).reservation
     assert waiting.status == reservations_pb2.RESERVATION_STATUS_WAITING_FOR_RETURN, waiting
     assert waiting.queue_position == 1
     _step("V4 request on a loaned item → waiting for return, first in the queue")
     returned = await circulation.CheckIn(
-        reservations_pb2.CheckInRequest(request_id=f"in2-{run_id}", item_barcode=loaned, branch="CEN"), timeout=15
+        reservations_pb2.CheckInRequest(request_id=f"in2-{run_id}", item_barcode=loaned, branch="CEN"),
+        timeout=15,
     )
     assert returned.ready_reservation.id == waiting.id
     assert returned.item.state == reservations_pb2.ITEM_STATE_SET_ASIDE
-    ready = await reservations.GetReservation(reservations_pb2.GetReservationRequest(reservation_id=waiting.id), timeout=15)
+    ready = await reservations.GetReservation(
+        reservations_pb2.GetReservationRequest(reservation_id=waiting.id), timeout=15
+    )
     assert ready.reservation.status == reservations_pb2.RESERVATION_STATUS_READY_FOR_PICKUP
     await mailbox.wait_for(mail, "Le città invisibili")
     _step("V4 check-in signals the reservation: set aside, patron e-mailed")
@@ -313,7 +393,14 @@ def main() -> int:
         raise SystemExit("set BIBLIODESK_STACK_MAIL_DIR to the SMTP catcher's folder")
     print("scenario: the seed story against the running stack")
     started = time.monotonic()
-    asyncio.run(run(settings, os.environ.get("BIBLIODESK_STACK_ADMIN_USER", "admin"), _admin_password(), Mailbox(mail_dir)))
+    asyncio.run(
+        run(
+            settings,
+            os.environ.get("BIBLIODESK_STACK_ADMIN_USER", "admin"),
+            _admin_password(),
+            Mailbox(mail_dir),
+        )
+    )
     print(f"scenario passed in {time.monotonic() - started:.1f}s")
     return 0
 
