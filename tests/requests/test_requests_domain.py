@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bibliodesk.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.requests.domain import (
+from services.requests.domain.model import (
     TRANSITIONS,
     AdvanceMode,
     CutReason,
@@ -25,8 +25,9 @@ NOW = datetime(2026, 3, 10, 9, 30, tzinfo=UTC)
 
 
 def make_request(**kw: object) -> ReservationRequest:
-    values: dict[str, object] = dict(id="r1", patron_id="p1", item_barcode="B1", pickup_branch="CENTRAL",
-                                     note="", created_at=NOW)
+    values: dict[str, object] = dict(
+        id="r1", patron_id="p1", item_barcode="B1", pickup_branch="CENTRAL", note="", created_at=NOW
+    )
     values.update(kw)
     return ReservationRequest(**values)  # type: ignore[arg-type]
 
@@ -39,14 +40,18 @@ def test_every_transition_has_a_reason_and_no_final_state_moves() -> None:
     assert RequestStatus.WITHDRAWN not in sources
 
 
-@pytest.mark.parametrize("status,reason", [
-    (RequestStatus.ADVANCED, "REQUEST_ALREADY_ADVANCED"),
-    (RequestStatus.CUT, "REQUEST_ALREADY_CUT"),
-    (RequestStatus.WITHDRAWN, "REQUEST_WITHDRAWN"),
-    (RequestStatus.ADVANCING, "REQUEST_BEING_ADVANCED"),
-])
-def test_acting_on_a_request_no_longer_pending_gives_a_stable_reason(status: RequestStatus,
-                                                                     reason: str) -> None:
+@pytest.mark.parametrize(
+    "status,reason",
+    [
+        (RequestStatus.ADVANCED, "REQUEST_ALREADY_ADVANCED"),
+        (RequestStatus.CUT, "REQUEST_ALREADY_CUT"),
+        (RequestStatus.WITHDRAWN, "REQUEST_WITHDRAWN"),
+        (RequestStatus.ADVANCING, "REQUEST_BEING_ADVANCED"),
+    ],
+)
+def test_acting_on_a_request_no_longer_pending_gives_a_stable_reason(
+    status: RequestStatus, reason: str
+) -> None:
     with pytest.raises(FailedPrecondition) as err:
         transition(status, RequestEvent.CUT)
     assert err.value.reason == reason
@@ -123,32 +128,85 @@ def test_no_notice_on_a_withdrawn_request() -> None:
     assert err.value.reason == "REQUEST_WITHDRAWN"
 
 
-STANDING = PatronStanding(patron_id="p1", enrolled=True, blocked=False, status="ACTIVE",
-                          reservation_limit=2, home_branch="CENTRAL")
+STANDING = PatronStanding(
+    patron_id="p1", enrolled=True, blocked=False, status="ACTIVE", reservation_limit=2, home_branch="CENTRAL"
+)
 NOTHING = PatronActivity(frozenset(), frozenset(), 0)
 
 
-@pytest.mark.parametrize("standing,item,activity,reason", [
-    (PatronStanding("p1", False, False, "INCOMPLETE", 2, ""), ItemSituation("B1", True), NOTHING,
-     "PATRON_NOT_ENROLLED"),
-    (PatronStanding("p1", True, True, "BLOCKED", 2, ""), ItemSituation("B1", True), NOTHING,
-     "PATRON_BLOCKED"),
-    (STANDING, ItemSituation("B1", False), NOTHING, "ITEM_NOT_FOUND"),
-    (STANDING, ItemSituation("B1", True, borrower_patron_id="p1"), NOTHING, "ITEM_ALREADY_ON_LOAN"),
-    (STANDING, ItemSituation("B1", True), PatronActivity(frozenset({"B1"}), frozenset(), 0),
-     "ALREADY_REQUESTED"),
-    (STANDING, ItemSituation("B1", True), PatronActivity(frozenset(), frozenset({"B1"}), 1),
-     "ALREADY_RESERVED"),
-    (STANDING, ItemSituation("B1", True), PatronActivity(frozenset({"B2"}), frozenset({"B3"}), 1),
-     "RESERVATION_LIMIT_REACHED"),
-])
-def test_submission_is_refused_with_a_clear_reason(standing: PatronStanding, item: ItemSituation,
-                                                   activity: PatronActivity, reason: str) -> None:
+@pytest.mark.parametrize(
+    "standing,item,activity,reason",
+    [
+        (
+            PatronStanding("p1", False, False, "INCOMPLETE", 2, ""),
+            ItemSituation("B1", True),
+            NOTHING,
+            "PATRON_NOT_ENROLLED",
+        ),
+        (
+            PatronStanding("p1", True, True, "BLOCKED", 2, ""),
+            ItemSituation("B1", True),
+            NOTHING,
+            "PATRON_BLOCKED",
+        ),
+        (STANDING, ItemSituation("B1", False), NOTHING, "ITEM_NOT_FOUND"),
+        (STANDING, ItemSituation("B1", True, borrower_patron_id="p1"), NOTHING, "ITEM_ALREADY_ON_LOAN"),
+        (
+            STANDING,
+            ItemSituation("B1", True),
+            PatronActivity(frozenset({"B1"}), frozenset(), 0),
+            "ALREADY_REQUESTED",
+        ),
+        (
+            STANDING,
+            ItemSituation("B1", True),
+            PatronActivity(frozenset(), frozenset({"B1"}), 1),
+            "ALREADY_RESERVED",
+        ),
+        (
+            STANDING,
+            ItemSituation("B1", True),
+            PatronActivity(frozenset({"B2"}), frozenset({"B3"}), 1),
+            "RESERVATION_LIMIT_REACHED",
+        ),
+    ],
+)
+def test_submission_is_refused_with_a_clear_reason(
+    standing: PatronStanding, item: ItemSituation, activity: PatronActivity, reason: str
+) -> None:
     with pytest.raises((FailedPrecondition, NotFound)) as err:
         check_can_request(standing, item, activity)
     assert err.value.reason == reason
 
 
 def test_submission_accepted_for_an_item_on_loan_to_somebody_else_under_the_limit() -> None:
-    check_can_request(STANDING, ItemSituation("B1", True, borrower_patron_id="p2"),
-                      PatronActivity(frozenset({"B2"}), frozenset(), 0))
+    check_can_request(
+        STANDING,
+        ItemSituation("B1", True, borrower_patron_id="p2"),
+        PatronActivity(frozenset({"B2"}), frozenset(), 0),
+    )
+
+
+def test_a_retry_of_the_same_advance_resumes_while_another_operator_is_refused() -> None:
+    r = make_request()
+    assert r.start_advance(AdvanceMode.RESERVE, "op1", NOW, key="k1") is True
+    assert r.start_advance(AdvanceMode.RESERVE, "op1", NOW, key="k1") is False  # resume, no new step
+    with pytest.raises(FailedPrecondition) as err:
+        r.start_advance(AdvanceMode.RESERVE, "op2", NOW, key="k2")
+    assert err.value.reason == "REQUEST_BEING_ADVANCED"
+    assert len(r.history) == 1
+
+
+def test_submission_starts_the_history() -> None:
+    r = ReservationRequest.submit(
+        id="r9",
+        patron_id="p1",
+        item_barcode="B1",
+        pickup_branch="CEN",
+        note="",
+        actor="patron:p1",
+        now=NOW,
+        item_title="Il nome della rosa",
+    )
+    assert r.status is RequestStatus.PENDING and r.item_title == "Il nome della rosa"
+    assert r.history[0].event is RequestEvent.SUBMITTED and r.history[0].source is None

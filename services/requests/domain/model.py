@@ -75,16 +75,33 @@ class Transition:
 
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(RequestStatus.PENDING, RequestEvent.ADVANCE_STARTED, RequestStatus.ADVANCING,
-               "an operator advanced the request; its reservation is being created"),
-    Transition(RequestStatus.ADVANCING, RequestEvent.RESERVATION_CREATED, RequestStatus.ADVANCED,
-               "the reservations service created the reservation: it is now a real reservation"),
-    Transition(RequestStatus.ADVANCING, RequestEvent.RESERVATION_REFUSED, RequestStatus.PENDING,
-               "the reservations service refused the reservation; the request is back in the inbox"),
-    Transition(RequestStatus.PENDING, RequestEvent.CUT, RequestStatus.CUT,
-               "an operator rejected the request"),
-    Transition(RequestStatus.PENDING, RequestEvent.WITHDRAWN, RequestStatus.WITHDRAWN,
-               "the patron (or the desk on their behalf) withdrew the request"),
+    Transition(
+        RequestStatus.PENDING,
+        RequestEvent.ADVANCE_STARTED,
+        RequestStatus.ADVANCING,
+        "an operator advanced the request; its reservation is being created",
+    ),
+    Transition(
+        RequestStatus.ADVANCING,
+        RequestEvent.RESERVATION_CREATED,
+        RequestStatus.ADVANCED,
+        "the reservations service created the reservation: it is now a real reservation",
+    ),
+    Transition(
+        RequestStatus.ADVANCING,
+        RequestEvent.RESERVATION_REFUSED,
+        RequestStatus.PENDING,
+        "the reservations service refused the reservation; the request is back in the inbox",
+    ),
+    Transition(
+        RequestStatus.PENDING, RequestEvent.CUT, RequestStatus.CUT, "an operator rejected the request"
+    ),
+    Transition(
+        RequestStatus.PENDING,
+        RequestEvent.WITHDRAWN,
+        RequestStatus.WITHDRAWN,
+        "the patron (or the desk on their behalf) withdrew the request",
+    ),
 )
 
 _TABLE: dict[tuple[RequestStatus, RequestEvent], Transition] = {(t.source, t.event): t for t in TRANSITIONS}
@@ -134,10 +151,16 @@ class ReservationRequest:
     pickup_branch: str
     note: str
     created_at: datetime
+    patron_display_name: str = ""
+    patron_card_barcode: str = ""
+    item_title: str = ""
+    item_author: str = ""
     status: RequestStatus = RequestStatus.PENDING
     updated_at: datetime | None = None
     version: int = 1
     advance_mode: AdvanceMode | None = None
+    #: The request_id of the advance in flight (or done): only that caller's retry may resume it.
+    advance_key: str = ""
     advanced_by: str = ""
     advance_started_at: datetime | None = None
     advanced_at: datetime | None = None
@@ -151,6 +174,52 @@ class ReservationRequest:
     notice_sent_by: str = ""
     last_refusal: str = ""
     history: list[HistoryEntry] = field(default_factory=list)
+
+    @classmethod
+    def submit(
+        cls,
+        *,
+        id: str,
+        patron_id: str,
+        item_barcode: str,
+        pickup_branch: str,
+        note: str,
+        actor: str,
+        now: datetime,
+        patron_display_name: str = "",
+        patron_card_barcode: str = "",
+        item_title: str = "",
+        item_author: str = "",
+    ) -> ReservationRequest:
+        """A new request in the inbox (R1), with the patron's and the item's names as known now."""
+        request = cls(
+            id=id,
+            patron_id=patron_id,
+            item_barcode=item_barcode,
+            pickup_branch=pickup_branch,
+            note=note,
+            created_at=now,
+            updated_at=now,
+            patron_display_name=patron_display_name,
+            patron_card_barcode=patron_card_barcode,
+            item_title=item_title,
+            item_author=item_author,
+        )
+        request.history.append(
+            HistoryEntry(
+                RequestEvent.SUBMITTED,
+                None,
+                RequestStatus.PENDING,
+                "the patron asked to reserve the item",
+                actor,
+                now,
+            )
+        )
+        return request
+
+    @property
+    def etag(self) -> str:
+        return str(self.version)
 
     @property
     def is_active(self) -> bool:
@@ -170,12 +239,22 @@ class ReservationRequest:
         return t
 
     # R5
-    def start_advance(self, mode: AdvanceMode, operator: str, now: datetime) -> None:
+    def is_retry_of_advance(self, key: str) -> bool:
+        """The same caller asks again for the advance already in flight (or done) under ``key``."""
+        return bool(key) and key == self.advance_key and self.status is not RequestStatus.PENDING
+
+    def start_advance(self, mode: AdvanceMode, operator: str, now: datetime, key: str = "") -> bool:
+        """Records the intent to advance. Returns False when this is a retry of the advance already
+        in flight (or done) under the same key: the caller resumes it instead of starting anew."""
+        if self.is_retry_of_advance(key):
+            return False
         self._apply(RequestEvent.ADVANCE_STARTED, operator, now, detail=mode.value)
+        self.advance_key = key
         self.advance_mode = mode
         self.advanced_by = operator
         self.advance_started_at = now
         self.last_refusal = ""
+        return True
 
     def complete_advance(self, reservation_id: str, now: datetime, actor: str = "system") -> None:
         if not reservation_id:
@@ -187,18 +266,32 @@ class ReservationRequest:
     def refuse_advance(self, why: str, now: datetime, actor: str = "system") -> None:
         self._apply(RequestEvent.RESERVATION_REFUSED, actor, now, detail=why)
         self.advance_mode = None
+        self.advance_key = ""
         self.advance_started_at = None
         self.last_refusal = why
 
     # R6
-    def cut(self, reason: CutReason, explanation: str, operator: str, now: datetime, *,
-            notice_with_cut: bool, confirm_without_notice: bool) -> None:
+    def cut(
+        self,
+        reason: CutReason,
+        explanation: str,
+        operator: str,
+        now: datetime,
+        *,
+        notice_with_cut: bool,
+        confirm_without_notice: bool,
+    ) -> None:
         explanation = explanation.strip()
         if reason is CutReason.OTHER and not explanation:
-            raise InvalidArgument(field="explanation", description="is required when the reason is OTHER",
-                                  reason="REQUIRED")
-        if self.status is RequestStatus.PENDING and self.notice_sent_at is None \
-                and not notice_with_cut and not confirm_without_notice:
+            raise InvalidArgument(
+                field="explanation", description="is required when the reason is OTHER", reason="REQUIRED"
+            )
+        if (
+            self.status is RequestStatus.PENDING
+            and self.notice_sent_at is None
+            and not notice_with_cut
+            and not confirm_without_notice
+        ):
             # Good practice (R6): tell the patron first, then cut. The operator may still insist.
             raise FailedPrecondition(
                 "NOTICE_NOT_SENT",
@@ -216,20 +309,36 @@ class ReservationRequest:
         self.withdrawn_at = now
 
     # R7
-    def record_notice(self, operator: str, now: datetime) -> None:
+    def check_can_send_notice(self) -> None:
         if self.notice_sent_at is not None:
-            raise FailedPrecondition("NOTICE_ALREADY_SENT", "a notice about this request was already sent",
-                                     metadata={"notice_sent_at": self.notice_sent_at.isoformat()})
+            raise FailedPrecondition(
+                "NOTICE_ALREADY_SENT",
+                "a notice about this request was already sent",
+                metadata={"notice_sent_at": self.notice_sent_at.isoformat()},
+            )
         if self.status in {RequestStatus.CUT, RequestStatus.WITHDRAWN}:
-            raise FailedPrecondition(not_pending_reason(self.status),
-                                     f"the request is {self.status.value.lower()}: no notice can be sent",
-                                     metadata={"status": self.status.value})
+            raise FailedPrecondition(
+                not_pending_reason(self.status),
+                f"the request is {self.status.value.lower()}: no notice can be sent",
+                metadata={"status": self.status.value},
+            )
+
+    def record_notice(self, operator: str, now: datetime) -> None:
+        self.check_can_send_notice()
         self.notice_sent_at = now
         self.notice_sent_by = operator
         self.updated_at = now
         self.version += 1
-        self.history.append(HistoryEntry(RequestEvent.NOTICE_SENT, self.status, self.status,
-                                         "a notice about the request was sent to the patron", operator, now))
+        self.history.append(
+            HistoryEntry(
+                RequestEvent.NOTICE_SENT,
+                self.status,
+                self.status,
+                "a notice about the request was sent to the patron",
+                operator,
+                now,
+            )
+        )
 
 
 # --- submission rules (R1) -----------------------------------------------------------------------
@@ -269,24 +378,32 @@ class PatronActivity:
 def check_can_request(standing: PatronStanding, item: ItemSituation, activity: PatronActivity) -> None:
     """R1: refuse with a clear reason, in the order a desk operator would explain it."""
     if not standing.enrolled:
-        raise FailedPrecondition("PATRON_NOT_ENROLLED",
-                                 "the patron is not enrolled yet: enrollment is completed at the desk")
+        raise FailedPrecondition(
+            "PATRON_NOT_ENROLLED", "the patron is not enrolled yet: enrollment is completed at the desk"
+        )
     if standing.blocked:
-        raise FailedPrecondition("PATRON_BLOCKED", "the patron is blocked: ask at the desk",
-                                 metadata={"status": standing.status})
+        raise FailedPrecondition(
+            "PATRON_BLOCKED", "the patron is blocked: ask at the desk", metadata={"status": standing.status}
+        )
     if not item.exists:
-        raise NotFound("ITEM_NOT_FOUND", f"no item with barcode {item.item_barcode!r}",
-                       metadata={"field": "item_barcode"})
+        raise NotFound(
+            "ITEM_NOT_FOUND",
+            f"no item with barcode {item.item_barcode!r}",
+            metadata={"field": "item_barcode"},
+        )
     barcode = {"item_barcode": item.item_barcode}
     if item.borrower_patron_id and item.borrower_patron_id == standing.patron_id:
-        raise FailedPrecondition("ITEM_ALREADY_ON_LOAN", "the patron already has this item on loan",
-                                 metadata=barcode)
+        raise FailedPrecondition(
+            "ITEM_ALREADY_ON_LOAN", "the patron already has this item on loan", metadata=barcode
+        )
     if item.item_barcode in activity.active_request_items:
-        raise FailedPrecondition("ALREADY_REQUESTED", "the patron already asked for this item",
-                                 metadata=barcode)
+        raise FailedPrecondition(
+            "ALREADY_REQUESTED", "the patron already asked for this item", metadata=barcode
+        )
     if item.item_barcode in activity.active_reservation_items:
-        raise FailedPrecondition("ALREADY_RESERVED", "the patron already has a reservation for this item",
-                                 metadata=barcode)
+        raise FailedPrecondition(
+            "ALREADY_RESERVED", "the patron already has a reservation for this item", metadata=barcode
+        )
     if activity.total >= standing.reservation_limit:
         raise FailedPrecondition(
             "RESERVATION_LIMIT_REACHED",

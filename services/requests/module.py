@@ -1,0 +1,45 @@
+"""The requests service plugged into the runtime: the inbox of web reservation requests (R1–R7).
+
+Settings (environment, besides the runtime's):
+- ``BIBLIODESK_REQUESTS_BRANCHES``: comma-separated pickup branch codes; when set, a request for
+  another branch is refused (INVALID_ARGUMENT pickup_branch). Empty: any branch.
+- ``BIBLIODESK_REQUESTS_ADVANCE_GRACE_SECONDS`` (30): an advance still in flight after this long is
+  completed by the recovery task, which runs every ``BIBLIODESK_REQUESTS_RECOVERY_INTERVAL_SECONDS`` (15).
+- ``BIBLIODESK_REQUESTS_WATCH_POLL_SECONDS`` (1): how often a live inbox looks for changes made by
+  other replicas (changes made by this process wake it at once).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bibliodesk.requests.v1 import requests_pb2 as pb
+from bibliodesk.requests.v1 import requests_pb2_grpc as pb_grpc
+from bibliodesk.runtime.service import ServiceModule, ServiceRuntime
+
+from .api import RequestInboxServicer
+from .app.inbox import Inbox
+from .app.use_cases import NOTIFY_TOPIC
+from .demo import load_demo
+from .store import tables
+
+
+async def setup(rt: ServiceRuntime) -> None:
+    inbox = Inbox(rt)
+    rt.add_service(
+        pb_grpc.add_RequestInboxServiceServicer_to_server,
+        RequestInboxServicer(inbox),
+        pb.DESCRIPTOR.services_by_name["RequestInboxService"].full_name,
+    )
+    rt.relay.register(NOTIFY_TOPIC, inbox.deliver_notice)
+    rt.background(inbox.recovery_loop)
+    rt.state["app"] = inbox
+
+
+MODULE = ServiceModule(
+    name="requests",
+    metadata=tables.metadata,
+    migrations=Path(__file__).parent / "store" / "migrations",
+    setup=setup,
+    load_demo=load_demo,
+)

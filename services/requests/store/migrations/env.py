@@ -1,0 +1,3 @@
+from bibliodesk.runtime.migrate import run_env
+
+run_env()
