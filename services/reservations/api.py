@@ -183,6 +183,10 @@ class Reservations:
         """Outbox handler: hand a reservation notice to notify (idempotent by the outbox key)."""
         from bibliodesk.notify.v1 import notify_pb2, notify_pb2_grpc
 
+        reservation_id, kind = payload.get("reservation_id", ""), payload.get("kind", "")
+        if reservation_id and not await self.rt.db.read(uc.notice_still_relevant, reservation_id, kind):
+            log.info("notice %s dropped: reservation %s is no longer ready", key, reservation_id)
+            return
         stub = notify_pb2_grpc.NotifyServiceStub(self.rt.peers.channel("notify"))
         await stub.SendMessage(
             notify_pb2.SendMessageRequest(

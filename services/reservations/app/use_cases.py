@@ -476,6 +476,15 @@ def import_items(
     return report
 
 
+def notice_still_relevant(session: Session, reservation_id: str, kind: str) -> bool:
+    """A "ready" notice whose reservation was cancelled, collected or passed on before the relay
+    delivered it must not tell the patron to come: it is dropped."""
+    if kind != "ready":
+        return True
+    found = repo.get_reservation(session, reservation_id)
+    return found is not None and found.status is domain.ReservationStatus.READY_FOR_PICKUP
+
+
 # --- reads ---------------------------------------------------------------------------------------
 
 
