@@ -79,15 +79,17 @@ class Reservations:
     def __init__(self, rt: ServiceRuntime) -> None:
         self.rt = rt
         self.policy = uc.Policy.from_settings(rt.settings)
-        self._patrons: patrons_pb2_grpc.PatronServiceStub | None = None
+        self._patrons: patrons_pb2_grpc.PatronServiceAsyncStub | None = None
 
     def ctx(self) -> uc.Ctx:
         return uc.Ctx(self.rt.clock, self.policy)
 
     @property
-    def patrons(self) -> patrons_pb2_grpc.PatronServiceStub:
+    def patrons(self) -> patrons_pb2_grpc.PatronServiceAsyncStub:
         if self._patrons is None:
-            self._patrons = patrons_pb2_grpc.PatronServiceStub(self.rt.peers.channel("patrons"))
+            self._patrons = patrons_pb2_grpc.PatronServiceStub(  # type: ignore[assignment]
+                self.rt.peers.channel("patrons")
+            )
         return self._patrons
 
     # -- writes
@@ -359,10 +361,12 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         origin = None
         if request.origin:
             origin = _origin(v, request.origin)
-        statuses = []
+        statuses: list[ReservationStatus] = []
         for i, value in enumerate(request.statuses):
             status = convert.STATUS_FROM_PB.get(value)  # type: ignore[call-overload]
-            if v.check(status is not None, f"statuses[{i}]", "is not a reservation status"):
+            if status is None:
+                v.add(f"statuses[{i}]", "is not a reservation status")
+            else:
                 statuses.append(status)
         if request.active_only:
             v.check(
@@ -470,7 +474,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 facts=facts,
             )
             repo.attach_history(session, [reservation])
-            return response_type(
+            return response_type(  # type: ignore[call-arg]
                 reservation=convert.reservation_in(
                     c, reservation, ctx.clock.today(), ctx.policy.loan_period_days
                 )

@@ -385,9 +385,7 @@ def overdue_reservations(session: Session, now: datetime, limit: int) -> list[tu
     return [(r.id, r.item_barcode) for r in rows]
 
 
-def to_set_aside(
-    session: Session, branch: str, page_size: int, page_token: str
-) -> tuple[list[Row[Any]], str]:
+def to_set_aside(session: Session, branch: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
     """READY reservations whose copy is still on the open shelf (V1), oldest first."""
     query = (
         select(reservations.c.id, reservations.c.item_barcode, reservations.c.ready_at)
