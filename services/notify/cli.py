@@ -18,7 +18,7 @@ import argparse
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.table import Table
 
@@ -116,7 +116,7 @@ def _variables(pairs: list[str]) -> dict[str, str]:
 def _status(value: int) -> str:
     from bibliodesk.notify.v1 import notify_pb2 as pb
 
-    return pb.MessageStatus.Name(value).removeprefix("MESSAGE_STATUS_")
+    return pb.MessageStatus.Name(cast(Any, value)).removeprefix("MESSAGE_STATUS_")
 
 
 def _when(ts: Any) -> str:
@@ -172,7 +172,7 @@ async def _history(ctx: Any, args: argparse.Namespace) -> int:
         patron_id=args.patron,
         reference=args.reference,
         template_key=args.template,
-        status=_STATUS.get(args.status, 0),
+        status=cast(Any, _STATUS.get(args.status, 0)),
         page_size=max(1, min(args.limit, 500)),
     )
     reply = await _call(ctx, _stub(ctx).ListMessages(request, timeout=10))

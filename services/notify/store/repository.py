@@ -6,9 +6,9 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.notify.domain.errors import InvalidInput
@@ -131,7 +131,7 @@ def update_template(
             updated_by=actor,
         )
     )
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 def delete_template(session: Session, event_key: str, language: str, expected_version: int) -> bool:
@@ -141,7 +141,7 @@ def delete_template(session: Session, event_key: str, language: str, expected_ve
             c.event_key == event_key, c.language == language, c.version == expected_version
         )
     )
-    return bool(result.rowcount)
+    return bool(cast(CursorResult[Any], result).rowcount)
 
 
 # --- messages ------------------------------------------------------------------------------------
@@ -372,4 +372,4 @@ def wipe_stale_secrets(session: Session) -> int:
         .where(c.sealed_content.is_not(None), c.status.not_in([s.value for s in PENDING]))
         .values(sealed_content=None)
     )
-    return int(result.rowcount or 0)
+    return int(cast(CursorResult[Any], result).rowcount or 0)
