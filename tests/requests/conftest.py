@@ -121,6 +121,7 @@ class World:
         )
 
     async def submit(self, patron_id: str, barcode: str, **kw: Any) -> pb.ReservationRequest:
+        self.clock.advance(seconds=1)  # requests arrive one after the other
         reply = await self.as_patron(patron_id).SubmitReservationRequest(
             pb.SubmitReservationRequestRequest(request_id=rid(), item_barcode=barcode, **kw)
         )

@@ -144,7 +144,7 @@ NOTHING = PatronActivity(frozenset(), frozenset(), 0)
             "PATRON_NOT_ENROLLED",
         ),
         (
-            PatronStanding("p1", True, True, "BLOCKED", 2, ""),
+            PatronStanding("p1", False, True, "SUSPENDED", 2, ""),
             ItemSituation("B1", True),
             NOTHING,
             "PATRON_BLOCKED",

@@ -377,13 +377,15 @@ class PatronActivity:
 
 def check_can_request(standing: PatronStanding, item: ItemSituation, activity: PatronActivity) -> None:
     """R1: refuse with a clear reason, in the order a desk operator would explain it."""
-    if not standing.enrolled:
-        raise FailedPrecondition(
-            "PATRON_NOT_ENROLLED", "the patron is not enrolled yet: enrollment is completed at the desk"
-        )
     if standing.blocked:
         raise FailedPrecondition(
             "PATRON_BLOCKED", "the patron is blocked: ask at the desk", metadata={"status": standing.status}
+        )
+    if not standing.enrolled:
+        raise FailedPrecondition(
+            "PATRON_NOT_ENROLLED",
+            "the patron is not enrolled (or the enrollment expired): enrollment is completed at the desk",
+            metadata={"status": standing.status},
         )
     if not item.exists:
         raise NotFound(
