@@ -15,7 +15,7 @@ from bibliodesk.patrons.v1 import identity_pb2 as ipb
 from bibliodesk.patrons.v1 import identity_pb2_grpc, patrons_pb2_grpc
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
 from bibliodesk.runtime import auth
-from bibliodesk.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
+from bibliodesk.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, Violations
 from bibliodesk.runtime.idempotency import idempotent
 from bibliodesk.runtime.outbox import enqueue
 from bibliodesk.runtime.service import ServiceRuntime
@@ -84,6 +84,26 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
     def _idem(self, session: Session, method: str, request: Message, produce: Callable[[], M], kind: type[M]) -> M:
         return idempotent(session, self.rt.idempotency, method, request, produce, kind, now=self.clock.now())
+
+    def _replay(self, session: Session, method: str, request: Message, kind: type[M]) -> M | None:
+        """The stored answer of an already completed request (same request_id), if any; used before
+        side effects outside this service's transaction (card encoding)."""
+        from sqlalchemy import select
+
+        from bibliodesk.runtime.idempotency import fingerprint
+
+        request_id = getattr(request, "request_id", "")
+        if not request_id:
+            return None
+        table = self.rt.idempotency
+        row = session.execute(select(table.c.fingerprint, table.c.response)
+                              .where(table.c.key == f"{method}:{request_id}")).first()
+        if row is None:
+            return None
+        if row.fingerprint != fingerprint(request):
+            raise InvalidArgument(field="request_id", description="was already used for a different request",
+                                  reason="REQUEST_ID_REUSED")
+        return kind.FromString(row.response)
 
     def _patron_pb(self, session: Session, p: Patron, *, staff: bool = True) -> pb.Patron:
         views = credentials_views(session, [p.id], self.clock.now())
@@ -197,7 +217,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
     # --- P4 ----------------------------------------------------------------------------------------
 
-    async def _encode_card(self, request_id: str, station_id: str, barcode: str) -> str:
+    async def _encode_card(self, request_id: str, station_id: str, barcode: str, patron_id: str) -> str:
         """Encodes the RFID card at a desk station (device gateway) and returns the tag UID."""
         from bibliodesk.device_gateway.v1 import device_gateway_pb2 as dg
         from bibliodesk.device_gateway.v1 import device_gateway_pb2_grpc as dg_grpc
@@ -205,11 +225,21 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
         stub = dg_grpc.DeviceGatewayServiceStub(self.rt.peers.channel("device_gateway"))
         try:
             reply = await stub.EncodePatronCard(
-                dg.EncodePatronCardRequest(request_id=request_id, station_id=station_id, patron_barcode=barcode),
+                dg.EncodePatronCardRequest(request_id=request_id, station_id=station_id, patron_barcode=barcode,
+                                           patron_id=patron_id),
                 timeout=ENCODE_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
+            reason = _peer_reason(exc)
+            metadata = {"station_id": station_id, "device_gateway_reason": reason}
+            if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable("DEVICE_GATEWAY_UNAVAILABLE",
+                                  f"the desk station could not be reached: {exc.details()}",
+                                  metadata=metadata) from None
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise InvalidArgument(field="encode_at_station_id", description=exc.details() or "unknown station",
+                                      reason="UNKNOWN_STATION") from None
             raise FailedPrecondition("CARD_ENCODING_FAILED", f"the RFID card could not be encoded: {exc.details()}",
-                                     metadata={"station_id": station_id, "code": exc.code().name}) from None
+                                     metadata=metadata) from None
         return normalize_rfid_uid(reply.tag_uid)
 
     async def EnrollPatron(self, request: pb.EnrollPatronRequest, context: Any) -> pb.EnrollPatronResponse:
@@ -220,13 +250,18 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
         rfid = request.rfid_uid
         barcode = request.card_barcode
         if request.encode_at_station_id:
+            replay = await self.db.read(self._replay, "EnrollPatron", request, pb.EnrollPatronResponse)
+            if replay is not None:  # a retry of a finished enrollment: no second encoding
+                return replay
             if rfid:
                 raise InvalidArgument(field="rfid_uid", description="give either rfid_uid or encode_at_station_id",
                                       reason="CONFLICT")
+            # Refuse before touching the card if the enrollment itself would be refused.
+            await self.db.read(uc.check_enrollable, request.patron_id, request.category_code)
             if not barcode:
-                barcode = await self.db.read(self._free_card)
+                barcode = await self.db.read(self._free_card, request.patron_id, request.request_id)
             rfid = await self._encode_card(f"enroll:{request.patron_id}:{request.request_id or barcode}",
-                                           request.encode_at_station_id, barcode)
+                                           request.encode_at_station_id, barcode, request.patron_id)
 
         def tx(session: Session) -> pb.EnrollPatronResponse:
             def produce() -> pb.EnrollPatronResponse:
@@ -238,10 +273,13 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
         return await self.db.write(tx)
 
-    def _free_card(self, session: Session) -> str:
-        for _ in range(20):
-            candidate = self.cfg.card_rule.generate()
-            if not repo.card_in_use(session, barcode=candidate):
+    def _free_card(self, session: Session, patron_id: str, request_id: str) -> str:
+        """A card number to encode before enrolling; derived from the request so a retry (same
+        request_id) encodes and records the same number."""
+        for attempt in range(20):
+            seed = f"{patron_id}:{request_id}:{attempt}".encode() if request_id else None
+            candidate = self.cfg.card_rule.generate(seed)
+            if not repo.card_in_use(session, barcode=candidate, except_patron=patron_id):
                 return candidate
         raise FailedPrecondition("CARD_NUMBERS_EXHAUSTED", "cannot generate a free card number")
 
@@ -250,10 +288,13 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
         _require_id("patron_id", request.patron_id)
         barcode, rfid = request.card_barcode, request.rfid_uid
         if request.encode_at_station_id:
+            replay = await self.db.read(self._replay, "ReplacePatronCard", request, pb.ReplacePatronCardResponse)
+            if replay is not None:
+                return replay
             if not barcode:
-                barcode = await self.db.read(self._free_card)
+                barcode = await self.db.read(self._free_card, request.patron_id, request.request_id)
             rfid = await self._encode_card(f"replace:{request.patron_id}:{request.request_id or barcode}",
-                                           request.encode_at_station_id, barcode)
+                                           request.encode_at_station_id, barcode, request.patron_id)
 
         def tx(session: Session) -> pb.ReplacePatronCardResponse:
             def produce() -> pb.ReplacePatronCardResponse:
@@ -478,6 +519,20 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
             return self._idem(session, "UpdatePatronCategory", request, produce, pb.UpdatePatronCategoryResponse)
 
         return await self.db.write(tx)
+
+
+def _peer_reason(exc: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason a peer service attached to its error, if any."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
 
 
 def _status_of(value: str | None) -> Any:

@@ -252,6 +252,14 @@ def validate_enrollment_input(cfg: PatronsConfig, category_code: str, barcode: s
     return code, when
 
 
+def check_enrollable(session: Session, patron_id: str, category_code: str) -> None:
+    """The checks of ``enroll`` that do not depend on the card (run before encoding an RFID card)."""
+    patron = repo.get_patron(session, patron_id, with_flags=False)
+    transition(patron.status, PatronEvent.ENROLL)
+    patron.require_complete()
+    repo.get_category(session, category_code.strip().upper()).require_active()
+
+
 def enroll(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, category_code: str,
            barcode: str, rfid_uid: str, enrollment_date: str, *, today: date, now: datetime,
            actor: Actor) -> Patron:

@@ -7,6 +7,7 @@ The rule is configured per library: ``luhn`` (mod 10, as on most library and pay
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -86,11 +87,16 @@ class CardRule:
             )
         return value
 
-    def generate(self) -> str:
-        """A fresh random card number following the rule (the store checks it is unused)."""
+    def generate(self, seed: bytes | None = None) -> str:
+        """A fresh card number following the rule (the store checks it is unused). With ``seed`` the
+        number is derived from it, so a retried request picks the same number."""
         length = self.length or 13
         body_len = length - len(self.prefix) - (0 if self.check == "none" else 1)
-        body = "".join(secrets.choice("0123456789") for _ in range(body_len))
+        if seed is None:
+            body = "".join(secrets.choice("0123456789") for _ in range(body_len))
+        else:
+            digits = str(int.from_bytes(hashlib.sha256(seed).digest(), "big"))
+            body = digits[-body_len:].rjust(body_len, "0")
         payload = self.prefix + body
         return payload if self.check == "none" else payload + self._digit(payload)
 
