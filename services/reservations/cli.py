@@ -482,7 +482,9 @@ async def _import(ctx: Any, args: argparse.Namespace) -> int:
 
 async def _items(ctx: Any, args: argparse.Namespace) -> int:
     request = pb.ListItemsRequest(
-        branch=args.branch, state=STATE_NAMES.get(args.state or "", pb.ITEM_STATE_UNSPECIFIED), page_size=min(args.limit, 200)
+        branch=args.branch,
+        state=STATE_NAMES.get(args.state or "", pb.ITEM_STATE_UNSPECIFIED),
+        page_size=min(args.limit, 200),
     )
     reply = await _circ(ctx).ListItems(request, timeout=30)
     table = Table(title="Items")
