@@ -9,6 +9,7 @@ import pytest
 
 from bibliodesk.patrons.v1 import patrons_pb2 as ppb
 from bibliodesk.requests.v1 import requests_pb2 as pb
+from bibliodesk.reservations.v1 import reservations_pb2 as rpb
 from tests.helpers import error_fields, error_reason
 
 from .conftest import World, rid
@@ -37,8 +38,12 @@ async def test_submission_is_refused_with_a_clear_reason(world: World) -> None:
 
     # The category allows 3: a reservation at the desk + 2 requests fill it.
     await world.reservations.CreateReservation(
-        __import__("bibliodesk.reservations.v1.reservations_pb2", fromlist=["x"]).CreateReservationRequest(
-            request_id=rid(), patron_id=patron, item_barcode="B004", pickup_branch="CEN", origin=1
+        rpb.CreateReservationRequest(
+            request_id=rid(),
+            patron_id=patron,
+            item_barcode="B004",
+            pickup_branch="CEN",
+            origin=rpb.RESERVATION_ORIGIN_DESK,
         )
     )
     err = await refused(world.submit(patron, "B004"))
