@@ -27,7 +27,7 @@ from services.notify.app.templates import TemplateService
 from services.notify.delivery.sealing import SealError, SecretBox
 from services.notify.delivery.transport import FileTransport, SmtpConfig, SmtpTransport, Transport
 from services.notify.delivery.worker import PATRON_NOTIFIED_TOPIC, DeliveryWorker, WorkerConfig
-from services.notify.domain.messages import RetryPolicy
+from services.notify.domain.messages import MessageStatus, RetryPolicy
 from services.notify.domain.templates import Renderer, validate_language
 from services.notify.store import repository as repo
 from services.notify.store import tables
@@ -145,6 +145,11 @@ async def setup(rt: ServiceRuntime) -> None:
         SERVICE_NAME,
     )
     rt.background(worker.run)
+    for status in (MessageStatus.QUEUED, MessageStatus.RETRYING, MessageStatus.FAILED):
+        rt.metrics.gauge(
+            f'bibliodesk_notify_messages{{status="{status.value.lower()}"}}',
+            lambda status=status: float(rt.db.read_sync(repo.count_in_status, status)),  # type: ignore[misc]
+        )
 
     async def stop() -> None:
         worker.stop()

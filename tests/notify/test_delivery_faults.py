@@ -66,6 +66,8 @@ async def test_retry_budget_spent_fails_and_staff_can_retry_it(notify_env: Notif
     failed = await notify_env.get(message.id)
     assert failed.status == pb.MESSAGE_STATUS_FAILED and failed.attempts == 4
     assert failed.HasField("finished_at") and "unreachable" in failed.last_error
+    assert notify_env.stack.host is not None
+    assert 'bibliodesk_notify_messages{status="failed"} 1' in notify_env.stack.host.metrics.render()
 
     notify_env.smtp.start()
     stub = notify_env.stub(notify_env.staff())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, insert, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.notify.domain.errors import InvalidInput
@@ -373,3 +373,8 @@ def wipe_stale_secrets(session: Session) -> int:
         .values(sealed_content=None)
     )
     return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+def count_in_status(session: Session, status: MessageStatus) -> int:
+    c = t.messages.c
+    return int(session.execute(select(func.count()).where(c.status == status.value)).scalar_one())
