@@ -32,9 +32,8 @@ class Envelope:
 
 
 def sender_domain(mail_from: str) -> str:
-    address = parseaddr(mail_from)[1]
-    domain = address.rpartition("@")[2]
-    return domain or "bibliodesk.invalid"
+    local, at, domain = parseaddr(mail_from)[1].rpartition("@")
+    return domain if local and at and domain else "bibliodesk.invalid"
 
 
 def compose(envelope: Envelope, content: Rendered) -> EmailMessage:
