@@ -61,6 +61,8 @@ def _emulate_argv(args: argparse.Namespace) -> list[str]:
         args.suffix,
         "--terminator",
         args.terminator,
+        "--protocol",
+        args.protocol,
     ]
     if args.tcp is not None:
         argv += ["--tcp", str(args.tcp)]

@@ -9,6 +9,9 @@ names a JSON file)::
          "baudrate": 9600, "prefix": "", "suffix": "", "luhn_lengths": [14], "code39_check": false},
         {"id": "desk1-pad", "kind": "rfid", "driver": "3m810", "url": "socket://10.0.0.7:4001",
          "baudrate": 19200}
+      ]},
+      {"id": "desk2", "devices": [
+        {"id": "desk2-pad", "kind": "rfid", "driver": "feig", "url": "/dev/ttyUSB0", "baudrate": 38400}
       ]}
     ]}
 
@@ -36,7 +39,7 @@ from services.device_gateway.hardware.transport import PortSettings
 
 SCANNER = "scanner"
 RFID = "rfid"
-DRIVERS = {SCANNER: ("serial-scanner",), RFID: ("3m810",)}
+DRIVERS = {SCANNER: ("serial-scanner",), RFID: ("3m810", "feig")}
 
 
 @dataclass(frozen=True)

@@ -71,9 +71,14 @@ def scanner_emulator(transport: str, tmp_path: Any) -> Iterator[ScannerEmulator]
     emulator.stop()
 
 
+@pytest.fixture(params=["3m810", "feig"])
+def protocol(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def pad_emulator(transport: str, tmp_path: Any) -> Iterator[RfidPadEmulator]:
-    emulator = RfidPadEmulator(_endpoint(transport, tmp_path, "rfid"))
+def pad_emulator(transport: str, protocol: str, tmp_path: Any) -> Iterator[RfidPadEmulator]:
+    emulator = RfidPadEmulator(_endpoint(transport, tmp_path, "rfid"), protocol=protocol)
     emulator.start()
     yield emulator
     emulator.stop()

@@ -11,6 +11,7 @@ from services.device_gateway.hardware.events import TagChange
 from services.device_gateway.hardware.framing import LockRefused, TagCommandError
 from services.device_gateway.hardware.rfid import RfidOptions, RfidReader
 from services.device_gateway.hardware.rfid_3m import CMD_LOCK_AFI, ThreeMCodec
+from services.device_gateway.hardware.rfid_feig import ISO_LOCK_AFI, FeigCodec
 from services.device_gateway.hardware.transport import PortSettings
 from tests.device_gateway.conftest import FAST_BACKOFF, Events, wait_for
 
@@ -22,10 +23,11 @@ FAST = RfidOptions(poll_interval=0.02, response_timeout=0.5)
 
 def _reader(emulator: RfidPadEmulator, events: Events | None = None, **options: Any) -> RfidReader:
     opts = RfidOptions(**{**FAST.__dict__, **options})
+    codec = ThreeMCodec() if emulator.protocol == "3m810" else FeigCodec()
     reader = RfidReader(
         "desk1-pad",
         PortSettings(emulator.url, baudrate=19200),
-        ThreeMCodec(),
+        codec,
         events,
         options=opts,
         backoff=FAST_BACKOFF,
@@ -62,7 +64,7 @@ def test_tags_entering_and_leaving_the_field(pad_emulator: RfidPadEmulator, even
 def test_corrupt_frames_are_counted_and_never_become_events(
     pad_emulator: RfidPadEmulator, events: Events
 ) -> None:
-    reader = _reader(pad_emulator, events)
+    reader = _reader(pad_emulator, events, response_timeout=0.25)
     try:
         pad_emulator.inject_bad_crc()  # announces a tag E0040150DEADBEEF with a broken CRC
         pad_emulator.inject_garbage()
@@ -152,7 +154,8 @@ def test_afi_eas_and_locks(pad_emulator: RfidPadEmulator) -> None:
         assert not tag.eas
         with pytest.raises(LockRefused):
             reader.lock_afi(BOOK)
-        assert CMD_LOCK_AFI not in pad_emulator.commands  # nothing irreversible was sent
+        lock = CMD_LOCK_AFI if pad_emulator.protocol == "3m810" else ISO_LOCK_AFI
+        assert lock not in pad_emulator.commands  # nothing irreversible was sent
         with pytest.raises(TagCommandError):
             reader.read_afi(OTHER)  # not on the pad
     finally:

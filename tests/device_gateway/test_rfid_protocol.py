@@ -1,6 +1,7 @@
 import pytest
 
 from services.device_gateway.hardware import rfid_3m as p
+from services.device_gateway.hardware import rfid_feig as feig
 from services.device_gateway.hardware.framing import Frame, TagCommandError
 
 UID = "E004015012345678"
@@ -42,3 +43,22 @@ def test_error_status_and_foreign_replies_are_refused() -> None:
         request.parse(Frame(cmd=0x02, data=b"\x00" + other + b"\x02" + b"\x00\x00abcd\x01\x00efgh"))
     ok = Frame(cmd=0x02, data=b"\x00" + bytes.fromhex(UID) + b"\x02" + b"\x00\x00abcd\x01\x00efgh")
     assert request.parse(ok) == b"abcdefgh"
+
+
+def test_feig_inventory_frame_matches_the_published_bytes() -> None:
+    assert feig.FeigCodec().inventory().frame == bytes.fromhex("020009FFB00100" + "1843")
+
+
+def test_feig_replies_parse_and_corruption_is_counted() -> None:
+    codec = feig.FeigCodec()
+    reply = feig.encode_frame(0xB0, b"\x00\x01\x03\x00" + bytes.fromhex(UID))
+    bad = bytearray(reply)
+    bad[6] ^= 0x10
+    deframer = feig.FeigDeframer()
+    frames = deframer.feed(b"\xff\xfe" + bytes(bad) + reply)
+    assert deframer.rejected == 2
+    assert codec.inventory().parse(frames[0]) == [UID]
+    no_tag = feig.FeigDeframer().feed(feig.encode_frame(0xB0, b"\x01"))[0]
+    assert codec.inventory().parse(no_tag) == []
+    with pytest.raises(TagCommandError):
+        codec.write_afi(UID, 7).parse(feig.FeigDeframer().feed(feig.encode_frame(0xB0, b"\x03"))[0])

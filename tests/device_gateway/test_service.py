@@ -46,7 +46,7 @@ class Desk:
                             "url": self.scanner.url,
                             "luhn_lengths": [14],
                         },
-                        {"id": "desk1-pad", "kind": "rfid", "driver": "3m810", "url": self.pad.url},
+                        {"id": "desk1-pad", "kind": "rfid", "driver": self.pad.protocol, "url": self.pad.url},
                     ],
                 },
                 {"id": "desk2", "name": "Children's desk", "branch": "NORD", "devices": []},
@@ -63,10 +63,15 @@ class Desk:
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Iterator[Desk]:
+def pad_protocol() -> str:
+    return "3m810"
+
+
+@pytest.fixture
+def desk(tmp_path: Path, pad_protocol: str) -> Iterator[Desk]:
     # The scanner on a pty opened by path, the pad through socket:// (both transports in play).
     scanner = ScannerEmulator(PtyEndpoint(str(tmp_path / "scanner")))
-    pad = RfidPadEmulator(TcpEndpoint())
+    pad = RfidPadEmulator(TcpEndpoint(), protocol=pad_protocol)
     scanner.start()
     pad.start()
     yield Desk(scanner, pad)
@@ -184,6 +189,19 @@ async def test_encode_patron_card_is_verified_recorded_and_idempotent(stack_fact
         lambda s: s.execute(select(func.count()).select_from(tables.card_encodings)).scalar_one()
     )
     assert count == 1
+
+
+@pytest.mark.parametrize("pad_protocol", ["feig"])
+async def test_encoding_on_a_feig_reader(stack_factory: Any, desk: Desk) -> None:
+    _, stub = await _gateway(stack_factory, desk)
+    desk.pad.place(EmulatedTag.blank(CARD))
+    desk.pad.set_corrupt_writes(1)
+    response = await stub.EncodePatronCard(
+        pb.EncodePatronCardRequest(request_id="feig-1", station_id="desk1", patron_barcode="23000012345678")
+    )
+    assert (response.tag_uid, response.attempts) == (CARD, 2)
+    tags = await stub.ReadTags(pb.ReadTagsRequest(station_id="desk1", fresh=True))
+    assert [t.content.usage for t in tags.tags] == [pb.USAGE_TYPE_PATRON_CARD]
 
 
 async def test_encode_failure_is_clear_and_records_nothing(stack_factory: Any, desk: Desk) -> None:

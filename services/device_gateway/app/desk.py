@@ -36,6 +36,7 @@ from services.device_gateway.hardware.framing import (
 )
 from services.device_gateway.hardware.rfid import RfidOptions, RfidReader, TagReading
 from services.device_gateway.hardware.rfid_3m import ThreeMCodec
+from services.device_gateway.hardware.rfid_feig import FeigCodec
 from services.device_gateway.hardware.scanner import ScannerDriver
 from services.device_gateway.hardware.transport import Backoff, DeviceRunner
 
@@ -122,7 +123,7 @@ class Desk:
         return RfidReader(
             device.device_id,
             device.port,
-            ThreeMCodec(),
+            FeigCodec() if device.driver == "feig" else ThreeMCodec(),
             self._event_sink,
             options=options,
             backoff=self.backoff,

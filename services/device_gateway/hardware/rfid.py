@@ -245,7 +245,8 @@ class RfidReader(DeviceRunner):
 
     def lock_blocks(self, uid: str, start: int, count: int) -> None:
         self._check_locks()
-        self.transact(self.codec.lock_blocks(uid, start, count))
+        for block in range(start, start + count):
+            self.transact(self.codec.lock_blocks(uid, block, 1))
 
     def _check_locks(self) -> None:
         if not self.options.allow_locks:

@@ -17,7 +17,7 @@ from typing import TextIO
 from services.device_gateway.hardware import iso28560
 from services.device_gateway.hardware.barcode import Symbology
 from services.device_gateway.hardware.emulators.base import Emulator, Endpoint, PtyEndpoint, TcpEndpoint
-from services.device_gateway.hardware.emulators.rfid import EmulatedTag, RfidPadEmulator
+from services.device_gateway.hardware.emulators.rfid import PROTOCOLS, EmulatedTag, RfidPadEmulator
 from services.device_gateway.hardware.emulators.scanner import ScannerEmulator
 
 TERMINATORS = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n"}
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prefix", default="", help="scanner: prefix before each read")
     parser.add_argument("--suffix", default="", help="scanner: suffix after each read")
     parser.add_argument("--terminator", choices=sorted(TERMINATORS), default="cr", help="scanner: line end")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="3m810", help="rfid: reader protocol")
     parser.add_argument(
         "--blank", action="append", default=[], metavar="UID", help="rfid: start with a blank tag"
     )
@@ -74,7 +75,7 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
             suffix=args.suffix,
             terminator=TERMINATORS[args.terminator],
         )
-    pad = RfidPadEmulator(endpoint)
+    pad = RfidPadEmulator(endpoint, protocol=args.protocol)
     for uid in args.blank:
         pad.place(EmulatedTag.blank(uid))
     return pad
@@ -158,9 +159,12 @@ def _rfid_command(pad: RfidPadEmulator, words: list[str]) -> str:
     if command == "blank":
         return f"placed {pad.place(EmulatedTag.blank(rest[0])).uid}"
     if command == "item":
-        part, parts = (int(n) for n in rest[2].split("/")) if len(rest) > 2 else (1, 1)
+        part_number, parts_in_set = 1, 1
+        if len(rest) > 2:
+            part_text, parts_text = rest[2].split("/")
+            part_number, parts_in_set = int(part_text), int(parts_text)
         afi = int(rest[3], 16) if len(rest) > 3 else 0x07
-        data = iso28560.LibraryTagData(primary_id=rest[1], parts_in_set=parts, part_number=part)
+        data = iso28560.LibraryTagData(primary_id=rest[1], parts_in_set=parts_in_set, part_number=part_number)
         return f"placed {pad.place(EmulatedTag.with_content(rest[0], data, afi=afi)).uid}"
     if command == "card":
         data = iso28560.LibraryTagData.patron_card(rest[1])
