@@ -13,6 +13,7 @@ import pytest
 from bibliodesk.device_gateway.v1 import device_gateway_pb2 as dg
 from bibliodesk.device_gateway.v1 import device_gateway_pb2_grpc as dg_grpc
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
+from services.device_gateway.hardware import iso28560
 from services.device_gateway.hardware.emulators.base import TcpEndpoint
 from services.device_gateway.hardware.emulators.rfid import EmulatedTag, RfidPadEmulator
 from tests.helpers import error_reason
@@ -74,8 +75,7 @@ async def test_p4_enrollment_encodes_the_rfid_card_at_the_desk(stack_factory, pa
     assert enrolled.status == pb.PATRON_STATUS_ENROLLED and enrolled.rfid_uid == CARD_UID
     assert (await desk.patrons.EnrollPatron(request)).patron == enrolled  # a retry changes nothing
     # The card on the pad now carries the patron's barcode, and the desk finds the patron by it.
-    tags = (await gateway.ReadTags(dg.ReadTagsRequest(station_id="desk1"))).tags
-    assert [t.uid for t in tags] == [CARD_UID]
-    assert enrolled.card_barcode in str(tags[0])
+    written = iso28560.decode(bytes(pad.tag(CARD_UID).memory))
+    assert written.data.primary_id == enrolled.card_barcode and int(written.data.usage) == 8
     found = await desk.patrons.LookUpPatronByCard(pb.LookUpPatronByCardRequest(rfid_uid=CARD_UID))
     assert found.patron.id == patron_id
