@@ -8,7 +8,7 @@ from services.device_gateway.hardware import iso28560
 from services.device_gateway.hardware.emulators.rfid import EmulatedTag, RfidPadEmulator
 from services.device_gateway.hardware.encoding import CardFormat, EncodeError, encode_patron_card
 from services.device_gateway.hardware.events import TagChange
-from services.device_gateway.hardware.framing import LockRefused, TagCommandError
+from services.device_gateway.hardware.framing import DeviceError, LockRefused, TagCommandError
 from services.device_gateway.hardware.rfid import RfidOptions, RfidReader
 from services.device_gateway.hardware.rfid_3m import CMD_LOCK_AFI, ThreeMCodec
 from services.device_gateway.hardware.rfid_feig import ISO_LOCK_AFI, FeigCodec
@@ -167,3 +167,28 @@ def test_afi_eas_and_locks(pad_emulator: RfidPadEmulator) -> None:
             unlocked.write_afi(BOOK, 0x07)
     finally:
         unlocked.stop()
+
+
+def test_a_reader_that_stops_answering_times_out_then_is_reopened(pad_emulator: RfidPadEmulator) -> None:
+    tag = pad_emulator.place(book_tag())
+    reader = _reader(pad_emulator, response_timeout=0.1, timeouts_before_reconnect=2)
+    try:
+        pad_emulator.silent = True
+        with pytest.raises(DeviceError) as err:  # a timeout, or the reopen already under way
+            reader.write_afi(BOOK, 0xC2)
+        assert err.value.reason in ("DEVICE_TIMEOUT", "DEVICE_UNAVAILABLE")
+        wait_for(lambda: reader.health.snapshot().reconnects >= 1, what="reopened after timeouts")
+        pad_emulator.silent = False
+        wait_for(lambda: reader.health.snapshot().connected, what="connected again")
+        wait_for(lambda: _try_write(reader, 0xC2), what="answers again")
+        assert tag.afi == 0xC2
+    finally:
+        reader.stop()
+
+
+def _try_write(reader: RfidReader, afi: int) -> bool:
+    try:
+        reader.write_afi(BOOK, afi)
+    except DeviceError:
+        return False
+    return True

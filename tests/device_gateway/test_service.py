@@ -166,6 +166,26 @@ async def test_watch_station_streams_validated_scans_and_tags_and_resumes(
     assert (await asyncio.wait_for(old.__anext__(), 10)).sequence == 1  # then everything buffered
 
 
+async def test_unplugged_pad_is_reported_and_comes_back(stack_factory: Any, desk: Desk) -> None:
+    _, stub = await _gateway(stack_factory, desk)
+    stream = stub.WatchStation(pb.WatchStationRequest(station_id="desk1")).__aiter__()
+    await _next(stream, "device_status")
+    desk.pad.stop()  # unplugged
+    while True:
+        status = await _next(stream, "device_status")
+        if status.device_status.device_id == "desk1-pad" and not status.device_status.connected:
+            break
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ReadTags(pb.ReadTagsRequest(station_id="desk1", fresh=True))
+    assert (err.value.code(), error_reason(err.value)) == (grpc.StatusCode.UNAVAILABLE, "DEVICE_UNAVAILABLE")
+    desk.pad.place(EmulatedTag.blank(CARD))
+    desk.pad.start()  # plugged back in
+    entered = await _next(stream, "tag")
+    assert (entered.tag.change, entered.tag.tag.uid) == (pb.TAG_CHANGE_ENTERED, CARD)
+    devices = (await stub.ListDevices(pb.ListDevicesRequest(station_id="desk1"))).devices
+    assert next(d for d in devices if d.device_id == "desk1-pad").health.reconnects >= 1
+
+
 async def test_encode_patron_card_is_verified_recorded_and_idempotent(stack_factory: Any, desk: Desk) -> None:
     stack, stub = await _gateway(stack_factory, desk)
     desk.pad.place(EmulatedTag.blank(CARD))
