@@ -343,3 +343,23 @@ async def test_duplicate_reservation_and_check_in_of_an_item_on_the_shelf_are_re
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await desk.reserve("p1", "UNKNOWN")
     assert exc.value.code() == grpc.StatusCode.NOT_FOUND and error_reason(exc.value) == "ITEM_NOT_FOUND"
+
+
+async def test_a_notice_about_a_reservation_closed_meanwhile_is_dropped_and_its_delivery_changes_nothing(
+    desk: Desk,
+) -> None:
+    r = await desk.reserve("p1", "B001")
+    await desk.reservations.ConfirmItemSetAside(
+        pb.ConfirmItemSetAsideRequest(request_id=rid(), reservation_id=r.id)
+    )
+    [notice] = desk.outbox()
+    await desk.reservations.CancelReservation(
+        pb.CancelReservationRequest(request_id=rid(), reservation_id=r.id)
+    )
+    # notify is unreachable in this stack: returning without an error means nothing was sent.
+    await desk.stack.runtime("reservations").state["app"].deliver_notice(notice, notice["key"])
+    late = await desk.service_reservations.RecordPatronNotified(
+        pb.RecordPatronNotifiedRequest(request_id=rid(), reservation_id=r.id)
+    )
+    assert late.reservation.status == S.RESERVATION_STATUS_CANCELLED
+    assert not late.reservation.HasField("notified_at") and not late.reservation.HasField("pickup_deadline")

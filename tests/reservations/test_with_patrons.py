@@ -17,24 +17,42 @@ from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator
 from .conftest import HOLDINGS, TTL, rid
 
 
-async def _setup(stack_factory: Any) -> tuple[Any, pb_grpc.ReservationServiceStub, pb_grpc.CirculationServiceStub]:
+async def _setup(
+    stack_factory: Any,
+) -> tuple[Any, pb_grpc.ReservationServiceStub, pb_grpc.CirculationServiceStub]:
     stack = await stack_factory(
         "patrons", "reservations", env={**FAST_ENV, "BIBLIODESK_NOTIFY_ADDRESS": "127.0.0.1:9"}
     )
     boss = await admin(stack)
-    await boss.patrons.CreatePatronCategory(ppb.CreatePatronCategoryRequest(
-        request_id=rid(), category=ppb.PatronCategory(
-            code="ADULT", name="Adulti", loan_limit=1, reservation_limit=2, enrollment_period_months=12,
-            pickup_period_days=10, active=True)))
+    await boss.patrons.CreatePatronCategory(
+        ppb.CreatePatronCategoryRequest(
+            request_id=rid(),
+            category=ppb.PatronCategory(
+                code="ADULT",
+                name="Adulti",
+                loan_limit=1,
+                reservation_limit=2,
+                enrollment_period_months=12,
+                pickup_period_days=10,
+                active=True,
+            ),
+        )
+    )
     channel = stack.channel("reservations", stack.token(kind="staff", roles=("admin",), ttl=TTL))
-    reservations, circulation = pb_grpc.ReservationServiceStub(channel), pb_grpc.CirculationServiceStub(channel)
+    reservations, circulation = (
+        pb_grpc.ReservationServiceStub(channel),
+        pb_grpc.CirculationServiceStub(channel),
+    )
     await circulation.ImportItems(pb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS))
     return stack, reservations, circulation
 
 
 def _create(patron_id: str, barcode: str) -> pb.CreateReservationRequest:
     return pb.CreateReservationRequest(
-        request_id=rid(), patron_id=patron_id, item_barcode=barcode, pickup_branch="CEN",
+        request_id=rid(),
+        patron_id=patron_id,
+        item_barcode=barcode,
+        pickup_branch="CEN",
         origin=pb.RESERVATION_ORIGIN_WEB,
     )
 
@@ -71,7 +89,9 @@ async def test_category_pickup_period_limits_and_card_come_from_patrons(stack_fa
     assert out.loan.patron_id == patron_id and out.fulfilled_reservation.id == first.id
     assert out.item.borrower_card_barcode == enrolled.card_barcode
     with pytest.raises(grpc.aio.AioRpcError) as exc:
-        await circulation.CheckOut(pb.CheckOutRequest(request_id=rid(), item_barcode="B003", patron_id=patron_id))
+        await circulation.CheckOut(
+            pb.CheckOutRequest(request_id=rid(), item_barcode="B003", patron_id=patron_id)
+        )
     assert error_reason(exc.value) == "LOAN_LIMIT_REACHED"
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await circulation.CheckOut(

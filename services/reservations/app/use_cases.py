@@ -142,6 +142,8 @@ def _enqueue_notice(
             "template_key": template,
             "variables": variables,
             "reference": f"reservation:{event.reservation_id}",
+            "reservation_id": event.reservation_id,
+            "kind": kind,
         },
         now=now,
     )
@@ -313,11 +315,19 @@ def record_patron_told(
     facts: PatronFacts | None,
 ) -> tuple[Reservation, Circulation]:
     now = ctx.clock.now()
+    if not called:
+        # A notice delivered after the patron collected or cancelled changes nothing: say so
+        # without an error, so notify's relay does not report a failure.
+        barcode = repo.item_barcode_of(session, reservation_id)
+        closed = repo.get_reservation(session, reservation_id) if barcode else None
+        if closed is not None and not closed.active:
+            c = _circulation(session, closed.item_barcode)
+            return closed, c
     c, reservation = reservation_for_update(session, reservation_id)
     _check_etag(reservation, etag)
     period = _pickup_period(ctx, facts, reservation.pickup_period_days)
     if not called and reservation.status is domain.ReservationStatus.WAITING_FOR_RETURN:
-        # A late notice about an earlier readiness cannot start a clock: nothing is set aside.
+        # Nothing is set aside for this reservation: a notice cannot start a clock.
         raise FailedPrecondition(
             "RESERVATION_NOT_READY",
             "the item is not set aside for this reservation",
