@@ -105,65 +105,63 @@ async def test_patron_without_email_gets_a_clear_refusal_and_nothing_is_queued(n
     assert list(history.messages) == []
 
 
-@pytest.mark.parametrize(
-    ("fields", "code", "expected"),
-    [
-        ({"patron_id": MARIA, "template_key": "free_message", "body": "x"}, "INVALID_ARGUMENT", "request_id"),
-        ({"request_id": "a"}, "INVALID_ARGUMENT", "patron_id"),
-        ({"request_id": "a", "patron_id": MARIA, "body": "x"}, "INVALID_ARGUMENT", "subject"),
-        (
-            {"request_id": "a", "patron_id": MARIA, "template_key": "reservation_ready"},
-            "INVALID_ARGUMENT",
-            "variables[title]",
-        ),
-        (
-            {
-                "request_id": "a",
-                "patron_id": MARIA,
-                "template_key": "credentials",
-                "variables": {"username": "u", "password": "p"},
-            },
-            "INVALID_ARGUMENT",
-            "variables[password]",
-        ),
-        (
-            {"request_id": "a", "patron_id": MARIA, "template_key": "Not A Key"},
-            "INVALID_ARGUMENT",
-            "template_key",
-        ),
-        (
-            {
-                "request_id": "a",
-                "patron_id": MARIA,
-                "template_key": "free_message",
-                "body": "x",
-                "language": "de",
-            },
-            "INVALID_ARGUMENT",
-            "language",
-        ),
-        (
-            {"request_id": "a", "patron_id": MARIA, "template_key": "no_such_event"},
-            "NOT_FOUND",
-            "TEMPLATE_NOT_FOUND",
-        ),
-        (
-            {"request_id": "a", "patron_id": "unknown-patron", "template_key": "free_message", "body": "x"},
-            "NOT_FOUND",
-            "PATRON_NOT_FOUND",
-        ),
-    ],
-)
-async def test_bad_requests_name_the_field_or_the_reason(
-    notify_env: NotifyEnv, fields: dict, code: str, expected: str
-) -> None:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await notify_env.send(**fields)
-    assert err.value.code() == getattr(grpc.StatusCode, code)
-    if code == "INVALID_ARGUMENT":
-        assert error_fields(err.value) == [expected]
-    else:
-        assert error_reason(err.value) == expected
+BAD_REQUESTS = [
+    ({"patron_id": MARIA, "template_key": "free_message", "body": "x"}, "INVALID_ARGUMENT", "request_id"),
+    ({"request_id": "a"}, "INVALID_ARGUMENT", "patron_id"),
+    ({"request_id": "a", "patron_id": MARIA, "body": "x"}, "INVALID_ARGUMENT", "subject"),
+    (
+        {"request_id": "a", "patron_id": MARIA, "template_key": "reservation_ready"},
+        "INVALID_ARGUMENT",
+        "variables[title]",
+    ),
+    (
+        {
+            "request_id": "a",
+            "patron_id": MARIA,
+            "template_key": "credentials",
+            "variables": {"username": "u", "password": "p"},
+        },
+        "INVALID_ARGUMENT",
+        "variables[password]",
+    ),
+    (
+        {"request_id": "a", "patron_id": MARIA, "template_key": "Not A Key"},
+        "INVALID_ARGUMENT",
+        "template_key",
+    ),
+    (
+        {
+            "request_id": "a",
+            "patron_id": MARIA,
+            "template_key": "free_message",
+            "body": "x",
+            "language": "de",
+        },
+        "INVALID_ARGUMENT",
+        "language",
+    ),
+    (
+        {"request_id": "a", "patron_id": MARIA, "template_key": "no_such_event"},
+        "NOT_FOUND",
+        "TEMPLATE_NOT_FOUND",
+    ),
+    (
+        {"request_id": "a", "patron_id": "unknown-patron", "template_key": "free_message", "body": "x"},
+        "NOT_FOUND",
+        "PATRON_NOT_FOUND",
+    ),
+]
+
+
+async def test_bad_requests_name_the_field_or_the_reason(notify_env: NotifyEnv) -> None:
+    for fields, code, expected in BAD_REQUESTS:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await notify_env.send(**fields)
+        assert err.value.code() == getattr(grpc.StatusCode, code), fields
+        if code == "INVALID_ARGUMENT":
+            assert error_fields(err.value) == [expected]
+        else:
+            assert error_reason(err.value) == expected
     assert notify_env.smtp.received == []
 
 
