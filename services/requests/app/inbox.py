@@ -327,7 +327,7 @@ class Inbox:
             start, end = self.clock.day_bounds(self.clock.today())
             if not start <= row.created_at < end:
                 return False
-        return not request.active_only or row.is_active or event.kind in _CLOSING
+        return not request.active_only or event.to_status in ACTIVE_STATUSES or event.kind in _CLOSING
 
     # --- R5 advance -----------------------------------------------------------------------------------
 

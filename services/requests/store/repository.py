@@ -214,17 +214,21 @@ class FeedEvent:
     id: int
     request_id: str
     kind: RequestEvent
+    #: The request's status right after the event (the row may have moved on since).
+    to_status: RequestStatus
     at: datetime
 
 
 def events_after(session: Session, after_id: int, limit: int) -> Sequence[FeedEvent]:
     rows = session.execute(
-        select(E.c.id, E.c.request_id, E.c.kind, E.c.at)
+        select(E.c.id, E.c.request_id, E.c.kind, E.c.to_status, E.c.at)
         .where(E.c.id > after_id)
         .order_by(E.c.id)
         .limit(limit)
     )
-    return [FeedEvent(r.id, r.request_id, RequestEvent(r.kind), r.at) for r in rows]
+    return [
+        FeedEvent(r.id, r.request_id, RequestEvent(r.kind), RequestStatus(r.to_status), r.at) for r in rows
+    ]
 
 
 def last_event_id(session: Session) -> int:
