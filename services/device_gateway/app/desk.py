@@ -198,9 +198,11 @@ class Desk:
             attempts=self.config.encode_attempts,
         )
         with device_errors():
-            return await asyncio.to_thread(
+            result = await asyncio.to_thread(
                 encode_patron_card, reader, patron_barcode, card, overwrite=overwrite
             )
+        await asyncio.to_thread(reader.refresh_tag, result.uid)
+        return result
 
     async def set_item_security(
         self, station_id: str, action: str, uids: list[str], *, allow_incomplete: bool, lock_afi: bool
@@ -258,6 +260,7 @@ def _secure_one(
             reader.lock_afi(reading.uid)
     except (TagCommandError, DeviceTimeout, DeviceUnavailable) as exc:
         return SecurityOutcome(reading.uid, primary_id, afi, eas_on, False, error_reason=exc.reason)
+    reader.refresh_tag(reading.uid)
     return SecurityOutcome(reading.uid, primary_id, afi, eas_on, lock_afi)
 
 

@@ -164,6 +164,14 @@ class RfidReader(DeviceRunner):
         if self.sink is not None:
             self.sink(event)
 
+    def refresh_tag(self, uid: str) -> TagReading:
+        """Read a tag again after writing to it, so ``tags_in_field`` shows what is on it now."""
+        reading = self.read_tag(uid)
+        with self._state_lock:
+            if uid in self._present:
+                self._contents[uid] = reading
+        return reading
+
     def tags_in_field(self) -> list[TagReading]:
         """What the polling thread currently sees (no I/O)."""
         with self._state_lock:
