@@ -226,3 +226,10 @@ def test_secret_is_scrubbed_even_when_a_template_transforms_it() -> None:
     )
     pair = render_pair(Renderer(), template, delivered, redacted, has_secrets=True)
     assert "abcd1234" not in pair.redacted.body_text
+
+
+def test_a_patron_not_yet_enrolled_has_no_card_and_still_gets_messages() -> None:
+    delivered, _ = prepare_variables(
+        event_for("free_message"), {"message": "Ciao"}, {}, {**COMMON, "patron_card": ""}
+    )
+    assert delivered["patron_card"] == "" and delivered["message"] == "Ciao"

@@ -148,3 +148,71 @@ async def test_ready_notice_is_mailed_and_its_delivery_starts_the_pickup_clock(
     assert told is not None, "delivery did not start the pickup clock"
     assert told.notified_at.ToDatetime() == message.sent_at.ToDatetime()
     assert told.pickup_deadline.ToDatetime() > told.notified_at.ToDatetime()
+
+
+async def test_real_patrons_contact_drives_language_and_the_no_email_refusal(
+    stack_factory: Any, smtp: SmtpSink
+) -> None:
+    stack = await stack_factory("patrons", "notify", clock=ManualClock(), env={**ENV, **smtp.env()})
+    admin = stack.token(kind="staff", roles=("admin",), ttl=TTL)
+    patrons = ppb_grpc.PatronServiceStub(stack.channel("patrons", admin))
+    details = ppb.PatronDetails(
+        given_name="John",
+        surname="Smith",
+        birth_date="1975-05-06",
+        birth_place="London",
+        address=ppb.Address(street="Via Po 2", postal_code="10100", city="Torino", province="TO"),
+        phone="+39 011 1234567",
+        home_branch="CEN",
+        language="en",
+    )
+    no_mail = (
+        await patrons.CreatePatron(
+            ppb.CreatePatronRequest(request_id=rid(), privacy_consent=True, details=details)
+        )
+    ).patron
+    details.email = "john.smith@example.org"
+    details.given_name = "Johnny"
+    with_mail = (
+        await patrons.CreatePatron(
+            ppb.CreatePatronRequest(request_id=rid(), privacy_consent=True, details=details)
+        )
+    ).patron
+
+    notify = npb_grpc.NotifyServiceStub(stack.channel("notify", admin))
+    import grpc
+    import pytest
+
+    from tests.helpers import error_reason
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await notify.SendMessage(
+            npb.SendMessageRequest(
+                request_id=rid(), patron_id=no_mail.id, template_key="free_message", body="Hello"
+            )
+        )
+    assert (
+        err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        and error_reason(err.value) == "NO_EMAIL_ADDRESS"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await notify.SendMessage(
+            npb.SendMessageRequest(
+                request_id=rid(), patron_id=str(uuid.uuid4()), template_key="free_message", body="Hello"
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and error_reason(err.value) == "PATRON_NOT_FOUND"
+
+    sent = (
+        await notify.SendMessage(
+            npb.SendMessageRequest(
+                request_id=rid(),
+                patron_id=with_mail.id,
+                template_key="free_message",
+                body="Your card is ready.",
+            )
+        )
+    ).message
+    assert sent.language == "en" and sent.recipient == "john.smith@example.org"
+    assert sent.subject == "A message from Biblioteca civica"
+    assert sent.body_text.startswith("Dear Johnny Smith,")

@@ -122,13 +122,15 @@ class MessageService:
         contact = await self.contacts.contact(cmd.patron_id)
         if not contact.email:
             raise Conflict(
-                f"patron {cmd.patron_id} has no e-mail address: the message cannot be sent by e-mail",
+                f"patron {cmd.patron_id} has no e-mail address: tell them by phone or at the desk",
                 reason="NO_EMAIL_ADDRESS",
+                metadata={"patron_id": cmd.patron_id},
             )
         if not valid_address(contact.email):
             raise Conflict(
-                f"patron {cmd.patron_id}'s e-mail address {contact.email!r} is not valid",
+                f"patron {cmd.patron_id}'s e-mail address {contact.email!r} is not valid: correct the record",
                 reason="INVALID_EMAIL_ADDRESS",
+                metadata={"patron_id": cmd.patron_id},
             )
         language = cmd.language or (contact.language if contact.language in LANGUAGES else "")
         language = language or self.config.default_language

@@ -24,8 +24,10 @@ class NotFound(rt.NotFound):
 class Conflict(rt.FailedPrecondition):
     """The operation does not fit the current state (FAILED_PRECONDITION)."""
 
-    def __init__(self, message: str, *, reason: str = "FAILED_PRECONDITION") -> None:
-        super().__init__(reason, message)
+    def __init__(
+        self, message: str, *, reason: str = "FAILED_PRECONDITION", metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(reason, message, metadata=metadata)
 
 
 class IllegalTransition(Conflict):

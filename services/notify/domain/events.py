@@ -32,7 +32,7 @@ class Event:
 # Filled in by notify itself from the patron's contact and the settings, for every event.
 COMMON_VARIABLES: tuple[Variable, ...] = (
     Variable("patron_name", "The patron's name as displayed", "Maria Rossi", always_present=True),
-    Variable("patron_card", "The patron's card barcode (may be empty)", "0012345678", always_present=True),
+    Variable("patron_card", "The patron's card barcode (empty until enrolled)", "0012345678"),
     Variable(
         "patron_email", "The address the message goes to", "maria.rossi@example.org", always_present=True
     ),

@@ -173,7 +173,7 @@ def prepare_variables(
     values: dict[str, str] = {v.name: "" for v in event.all_variables()}
     values.update({k: str(v) for k, v in given.items()})
     values.update(common)
-    for var in event.all_variables():
+    for var in event.variables:  # the common ones are filled by notify itself
         if var.always_present and not values.get(var.name) and not secrets.get(var.name):
             where = "secret_variables" if var.secret else "variables"
             raise InvalidInput(
