@@ -134,15 +134,16 @@ class Reservations:
 
     # -- peers
 
-    async def patron_facts(self, patron_id: str) -> uc.PatronFacts | None:
+    async def patron_facts(self, patron_id: str, *, must_exist: bool = True) -> uc.PatronFacts | None:
         """The patron's standing from the patrons service; None (use configured defaults) when it
-        cannot be reached, so the desk keeps working while patrons is down."""
+        cannot be reached, so the desk keeps working while patrons is down. ``must_exist``: an
+        unknown patron is refused (new reservations and loans), else treated as unreachable."""
         try:
             reply = await self.patrons.GetPatronStanding(
                 patrons_pb2.GetPatronStandingRequest(patron_id=patron_id), timeout=PEER_TIMEOUT
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
+            if exc.code() == grpc.StatusCode.NOT_FOUND and must_exist:
                 raise NotFound(
                     "PATRON_NOT_FOUND", f"no patron {patron_id}", metadata={"patron_id": patron_id}
                 ) from None
@@ -459,7 +460,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             return found.patron_id if found else None
 
         patron_id = await self.rt.db.read(patron_of)
-        facts = await self.core.patron_facts(patron_id) if patron_id else None
+        facts = await self.core.patron_facts(patron_id, must_exist=False) if patron_id else None
 
         def produce(session: Session) -> M:
             reservation, c = uc.record_patron_told(

@@ -47,8 +47,17 @@ STATE_NAMES = {
 }
 
 
+SHORT_STATUS = {
+    pb.RESERVATION_STATUS_WAITING_FOR_RETURN: "waiting",
+    pb.RESERVATION_STATUS_READY_FOR_PICKUP: "ready",
+    pb.RESERVATION_STATUS_FULFILLED: "fulfilled",
+    pb.RESERVATION_STATUS_EXPIRED: "expired",
+    pb.RESERVATION_STATUS_CANCELLED: "cancelled",
+}
+
+
 def _status(value: int) -> str:
-    return pb.ReservationStatus.Name(value).removeprefix("RESERVATION_STATUS_").replace("_", " ").lower()  # type: ignore[arg-type]
+    return SHORT_STATUS.get(value, "")  # type: ignore[call-overload]
 
 
 def _state(value: int) -> str:
@@ -157,37 +166,29 @@ def _circ(ctx: Any) -> pb_grpc.CirculationServiceAsyncStub:
 
 
 def _reservation_table(ctx: Any, rows: list[pb.Reservation], title: str) -> Table:
+    """Compact enough for an 80-column desk terminal: the card number stands for the patron."""
     table = Table(title=title)
-    for column in (
-        "id",
-        "origin",
-        "status",
-        "pos.",
-        "patron",
-        "card",
-        "item",
-        "title",
-        "pickup",
-        "called",
-        "deadline",
-        "expected",
-    ):
-        table.add_column(column)
+    for column in ("id", "from", "status", "#", "patron card", "item", "title", "pickup", "when"):
+        table.add_column(column, no_wrap=column in ("id", "item", "status"))
     for r in rows:
+        if r.status == pb.RESERVATION_STATUS_WAITING_FOR_RETURN:
+            when = f"expected {r.expected_available_date}"
+        elif r.status == pb.RESERVATION_STATUS_READY_FOR_PICKUP:
+            told = "📞 " if r.HasField("called_at") else "✉ " if r.HasField("notified_at") else "not told yet"
+            deadline = _when(r.pickup_deadline, ctx)
+            when = told + (f"until {deadline}" + (" (auto)" if r.auto_expire else "") if deadline else "")
+        else:
+            when = _when(r.closed_at, ctx)
         table.add_row(
             r.id[:8],
             ORIGIN_MARK.get(r.origin, ""),
             _status(r.status),
             str(r.queue_position or ""),
-            r.patron_id[:12],
-            r.patron_card_barcode,
+            r.patron_card_barcode or r.patron_id[:12],
             r.item_barcode,
-            r.item_title[:40],
+            r.item_title[:30],
             r.pickup_branch,
-            "📞 " + _when(r.called_at, ctx) if r.HasField("called_at") else "",
-            _when(r.pickup_deadline, ctx)
-            + (" (auto)" if r.auto_expire and r.HasField("pickup_deadline") else ""),
-            r.expected_available_date,
+            when,
         )
     return table
 
