@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import Any
 
 import grpc
 import pytest
 
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
+from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.helpers import error_reason
 
-from .conftest import Desk, rid
+from .conftest import TTL, Desk, rid
 
 S = pb
 
@@ -363,3 +366,59 @@ async def test_a_notice_about_a_reservation_closed_meanwhile_is_dropped_and_its_
     )
     assert late.reservation.status == S.RESERVATION_STATUS_CANCELLED
     assert not late.reservation.HasField("notified_at") and not late.reservation.HasField("pickup_deadline")
+
+
+async def test_the_background_sweeper_expires_without_anyone_asking(stack_factory: Any) -> None:
+    from .conftest import ENV, HOLDINGS
+
+    stack = await stack_factory(
+        "reservations", env={**ENV, "BIBLIODESK_RESERVATIONS_SWEEP_INTERVAL_SECONDS": "0.05"}
+    )
+    channel = stack.channel("reservations", stack.token(kind="staff", roles=("admin",), ttl=TTL))
+    reservations, circulation = (
+        pb_grpc.ReservationServiceStub(channel),
+        pb_grpc.CirculationServiceStub(channel),
+    )
+    await circulation.ImportItems(pb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS))
+    r = (
+        await reservations.CreateReservation(
+            pb.CreateReservationRequest(
+                request_id=rid(),
+                patron_id="p1",
+                item_barcode="B001",
+                pickup_branch="CEN",
+                origin=pb.RESERVATION_ORIGIN_DESK,
+            )
+        )
+    ).reservation
+    await reservations.RecordPatronCalled(
+        pb.RecordPatronCalledRequest(request_id=rid(), reservation_id=r.id, auto_expire=True)
+    )
+    stack.clock.advance(days=8)
+    for _ in range(400):
+        got = (await reservations.GetReservation(pb.GetReservationRequest(reservation_id=r.id))).reservation
+        if got.status == S.RESERVATION_STATUS_EXPIRED:
+            break
+        await asyncio.sleep(0.02)
+    assert got.status == S.RESERVATION_STATUS_EXPIRED
+    assert (
+        await circulation.GetItem(pb.GetItemRequest(item_barcode="B001"))
+    ).item.state == S.ITEM_STATE_ON_SHELF
+
+
+async def test_desk_answers_when_patrons_is_down_or_nothing_is_set_aside(desk: Desk) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await desk.circulation.CheckOut(
+            pb.CheckOutRequest(request_id=rid(), item_barcode="B001", patron_card_barcode="2000000000017")
+        )
+    assert (
+        exc.value.code() == grpc.StatusCode.UNAVAILABLE and error_reason(exc.value) == "PATRONS_UNAVAILABLE"
+    )
+    await desk.check_out("borrower", "B002")
+    waiting = await desk.reserve("p1", "B002")
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await desk.reservations.RecordPatronCalled(
+            pb.RecordPatronCalledRequest(request_id=rid(), reservation_id=waiting.id, auto_expire=True)
+        )
+    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(exc.value) == "RESERVATION_NOT_READY"
