@@ -74,6 +74,18 @@ def message_pb(m: repo.MessageRecord) -> pb.Message:
     )
 
 
+def attempt_pb(row: Any) -> pb.DeliveryAttempt:
+    return pb.DeliveryAttempt(
+        number=row.number,
+        started_at=_ts(row.started_at),
+        finished_at=_ts(row.finished_at),
+        outcome=row.outcome,
+        detail=row.detail,
+        status_after=_STATUS_TO_PB[MessageStatus(row.status_after)],
+        reason=row.reason,
+    )
+
+
 def template_pb(t: Template) -> pb.Template:
     return pb.Template(
         event_key=t.event_key,
@@ -151,8 +163,12 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
         return pb.SendMessageResponse(message=message_pb(record))
 
     async def GetMessage(self, request: pb.GetMessageRequest, context: grpc.aio.ServicerContext) -> Any:
-        record, _ = await self.messages.get(request.id.strip(), current_principal())
-        return pb.GetMessageResponse(message=message_pb(record))
+        principal = current_principal()
+        record, attempts = await self.messages.get(request.id.strip(), principal)
+        return pb.GetMessageResponse(
+            message=message_pb(record),
+            attempts=[] if principal.is_patron else [attempt_pb(a) for a in attempts],
+        )
 
     async def ListMessages(self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext) -> Any:
         status = _STATUS_FROM_PB.get(request.status) if request.status else None

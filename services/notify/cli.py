@@ -223,6 +223,14 @@ async def _show(ctx: Any, message_id: str) -> int:
     ):
         if value:
             ctx.console.print(f"[bold]{label}:[/bold] {value}")
+    if reply.attempts:
+        table = Table(title="Delivery attempts", title_justify="left")
+        for column in ("#", "started", "outcome", "then", "detail"):
+            table.add_column(column)
+        for a in reply.attempts:
+            then = f"{_status(a.status_after)} ({a.reason})"
+            table.add_row(str(a.number), _when(a.started_at), a.outcome, then, a.detail[:80])
+        ctx.console.print(table)
     ctx.console.print(f"\n[bold]{m.subject}[/bold]\n")
     ctx.console.print(m.body_text, markup=False, highlight=False)
     return 0

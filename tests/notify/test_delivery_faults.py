@@ -76,6 +76,15 @@ async def test_retry_budget_spent_fails_and_staff_can_retry_it(notify_env: Notif
     sent = await notify_env.until(message.id, pb.MESSAGE_STATUS_SENT)
     assert sent.message_id_header == message.message_id_header
     assert len(notify_env.smtp.received) == 1
+    attempts = (await stub.GetMessage(pb.GetMessageRequest(id=message.id))).attempts
+    assert [(a.number, a.outcome, a.status_after, a.reason) for a in attempts] == [
+        (1, "TEMPORARY_FAILURE", pb.MESSAGE_STATUS_RETRYING, "temporary failure, will retry"),
+        (2, "TEMPORARY_FAILURE", pb.MESSAGE_STATUS_RETRYING, "temporary failure, will retry"),
+        (3, "TEMPORARY_FAILURE", pb.MESSAGE_STATUS_RETRYING, "temporary failure, will retry"),
+        (4, "TEMPORARY_FAILURE", pb.MESSAGE_STATUS_FAILED, "retry budget spent"),
+        (5, "DELIVERED", pb.MESSAGE_STATUS_SENT, "delivered"),
+    ]
+    assert "unreachable" in attempts[0].detail
     # Retrying the retry (same request_id) changes nothing; a SENT message cannot be retried.
     again = await stub.RetryMessage(pb.RetryMessageRequest(request_id="retry-1", id=message.id))
     assert again.message.status == pb.MESSAGE_STATUS_QUEUED  # the first answer, replayed

@@ -123,8 +123,11 @@ async def test_history_for_staff_and_for_the_patron_own_only(notify_env: NotifyE
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await mine.GetMessage(pb.GetMessageRequest(id=other.id))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    await notify_env.until(ids[0], pb.MESSAGE_STATUS_SENT)
     got = await mine.GetMessage(pb.GetMessageRequest(id=ids[0]))
     assert got.message.body_text.startswith("Gentile Maria Rossi")
+    assert list(got.attempts) == []  # the delivery log is for staff
+    assert len((await staff.GetMessage(pb.GetMessageRequest(id=ids[0]))).attempts) == 1
 
     await notify_env.until(ids[0], pb.MESSAGE_STATUS_SENT)
     sent_only = await staff.ListMessages(

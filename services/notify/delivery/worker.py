@@ -165,7 +165,6 @@ class DeliveryWorker:
         repo.record_attempt_row(
             session,
             current.id,
-            current.delivery.attempts,
             started,
             now,
             "DELIVERED"

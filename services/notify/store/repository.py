@@ -312,7 +312,6 @@ def still_leased_by_us(session: Session, message_id: str, locked_until: datetime
 def record_attempt_row(
     session: Session,
     message_id: str,
-    number: int,
     started_at: datetime,
     finished_at: datetime,
     outcome: str,
@@ -321,10 +320,12 @@ def record_attempt_row(
     after: MessageStatus,
     reason: str,
 ) -> None:
+    c = t.delivery_attempts.c
+    done = session.execute(select(func.count()).where(c.message_id == message_id)).scalar_one()
     session.execute(
         insert(t.delivery_attempts).values(
             message_id=message_id,
-            number=number,
+            number=int(done) + 1,  # counts across staff retries, unlike the message's attempt budget
             started_at=started_at,
             finished_at=finished_at,
             outcome=outcome,
