@@ -83,7 +83,7 @@ def _next_steps(settings: Settings) -> str:
         "  .venv/bin/bibliodesk requests list --today --active\n"
         "  .venv/bin/bibliodesk reservations list --web\n"
         "  .venv/bin/bibliodesk notify history --patron <id>\n"
-        f"  e-mails are written to {settings.home / 'mail'} when no SMTP server is configured\n"
+        f"  with no SMTP server configured, e-mails are written as .eml files to {settings.home / 'outbox-mail'}\n"
     )
 
 

@@ -73,6 +73,7 @@ def _step(text: str) -> None:
 async def run(settings: Settings, admin_user: str, admin_password: str, mailbox: Mailbox) -> list[str]:
     """Runs the story; returns the passwords it used (callers check no log ever shows them)."""
     run_id = uuid.uuid4().hex[:8]
+    tag = "".join(chr(ord("a") + int(c, 16)) for c in run_id).capitalize()  # letters only, for names
     anon = _channel(settings, "patrons", None)
     identity = identity_pb2_grpc.IdentityServiceStub(anon)
     login = await identity.LogIn(
@@ -122,7 +123,7 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
             privacy_consent=True,
             details=patrons_pb2.PatronDetails(
                 given_name="Giulia",
-                surname=f"D'Angelò{run_id}",
+                surname=f"D'Angelò{tag}",
                 birth_date="1990-04-12",
                 birth_place="Bologna",
                 email=mail,
@@ -145,7 +146,7 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
     _step("P1 pre-registration from home (origin WEB)")
 
     found = await patrons.SearchPatrons(
-        patrons_pb2.SearchPatronsRequest(surname=f"d'angelo{run_id}"), timeout=15
+        patrons_pb2.SearchPatronsRequest(surname=f"d'angelo{tag.lower()}"), timeout=15
     )
     hits = [h for h in found.hits if h.patron_id == patron_id]
     assert hits and hits[0].origin == patrons_pb2.PATRON_ORIGIN_WEB, (
@@ -294,7 +295,7 @@ async def run(settings: Settings, admin_user: str, admin_password: str, mailbox:
             request_id=f"desk-{run_id}",
             details=patrons_pb2.PatronDetails(
                 given_name="Marco",
-                surname=f"Rossi{run_id}",
+                surname=f"Rossi{tag}",
                 birth_date="1985-01-02",
                 birth_place="Roma",
                 email=f"marco.{run_id}@example.org",
