@@ -59,8 +59,7 @@ async def test_submission_is_refused_with_a_clear_reason(world: World) -> None:
     err = await refused(world.submit(borrower, "B005"))
     assert error_reason(err) == "PATRON_BLOCKED"
 
-
-async def test_a_pre_registered_patron_is_not_enrolled_yet(world: World) -> None:
+    # Nor may a person who pre-registered but was never enrolled at the desk.
     created = await world.patrons.CreatePatron(
         ppb.CreatePatronRequest(
             request_id=rid(),
