@@ -207,3 +207,19 @@ async def test_reusing_a_key_for_a_different_message_is_refused(notify_env: Noti
         await notify_env.send(request_id="k", patron_id=MARIA, template_key="free_message", body="due")
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_reason(err.value) == "REQUEST_ID_REUSED"
+
+
+async def test_patrons_down_is_unavailable_but_a_known_key_still_answers(notify_env: NotifyEnv) -> None:
+    first = await notify_env.send(request_id="pd:1", patron_id=MARIA, template_key="free_message", body="x")
+    assert notify_env.stack.host is not None
+    notify_env.stack.host.addresses["patrons"] = "127.0.0.1:9"  # nobody listens there
+    await notify_env.stack.runtime("notify").peers.close()  # drop the open channel to the old address
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await notify_env.send(request_id="pd:2", patron_id=MARIA, template_key="free_message", body="y")
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert error_reason(err.value) == "PATRONS_UNAVAILABLE"
+    # The caller's relay retrying the first request gets its answer without needing patrons.
+    again = await notify_env.send(request_id="pd:1", patron_id=MARIA, template_key="free_message", body="x")
+    assert again.id == first.id
+    history = await notify_env.stub().ListMessages(pb.ListMessagesRequest(patron_id=MARIA))
+    assert [m.id for m in history.messages] == [first.id]
