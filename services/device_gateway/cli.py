@@ -43,6 +43,10 @@ def register(subparsers: Any, ctx: Any) -> None:
     encode.add_argument("--overwrite", action="store_true")
     encode.set_defaults(func=lambda args: ctx.run(_encode(ctx, args)))
 
+    demo = sub.add_parser("demo", help="drive the demo desk's emulated scanner and pad (up --demo)")
+    demo.add_argument("words", nargs=argparse.REMAINDER, help="scanner <command> | rfid <command>")
+    demo.set_defaults(func=lambda args: _demo(ctx, args.words))
+
     emulate_help = emulate_parser()
     emulate = sub.add_parser(
         "emulate", help="run an emulated scanner or RFID pad", parents=[emulate_help], add_help=False
@@ -158,4 +162,24 @@ async def _encode(ctx: Any, args: argparse.Namespace) -> int:
     )
     reply = await _stub(ctx).EncodePatronCard(request, timeout=30)
     ctx.console.print(f"card encoded: UID [bold]{reply.tag_uid}[/bold] (attempts: {reply.attempts})")
+    return 0
+
+
+def _demo(ctx: Any, words: list[str]) -> int:
+    import shlex
+    import socket
+
+    path = ctx.settings.home / "devices" / "demo-control"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(str(path))
+            sock.sendall((shlex.join(words) + "\n").encode())
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+    except OSError as exc:
+        ctx.console.print(f"[red]no demo desk at {path} ({exc}); is `bibliodesk up --demo` running?[/red]")
+        return 1
+    ctx.console.print(b"".join(chunks).decode(), markup=False, end="")
     return 0

@@ -24,20 +24,24 @@ async def setup(rt: ServiceRuntime) -> None:
     desk = Desk(config, now=rt.clock.now)
     demo = None
     if rt.demo or config.demo:
-        demo = start_demo_desk(
-            Path(rt.settings.home) / "devices",
-            country=config.country or "IT",
-            isil=config.isil or "IT-DEMO01",
-        )
+        demo = start_demo_desk(Path(rt.settings.home) / "devices")
+        try:
+            await demo.serve_control()
+        except OSError as exc:  # e.g. a data folder path too long for a Unix socket
+            log.warning("demo desk control socket unavailable: %s", exc)
         desk.add_station(demo.station)
-        log.info("demo desk: scanner at %s, RFID pad at %s", demo.scanner.url, demo.pad.url)
+        log.info(
+            "demo desk: scanner at %s, RFID pad at %s; drive them with `bibliodesk devices demo ...`",
+            demo.scanner.url,
+            demo.pad.url,
+        )
     desk.start()
     log.info("device gateway: %d station(s), %d device(s)", len(desk.stations), len(desk.drivers))
 
     async def stop() -> None:
         await desk.stop()
         if demo is not None:
-            demo.stop()
+            await demo.stop()
 
     rt.on_stop(stop)
     rt.add_service(

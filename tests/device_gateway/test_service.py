@@ -315,6 +315,15 @@ async def test_patrons_cannot_use_the_desk(stack_factory: Any, desk: Desk) -> No
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+async def _demo_command(stack: Any, line: str) -> str:
+    path = stack.runtime("device_gateway").state["demo"].control_path
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(line.encode() + b"\n")
+    reply = await reader.read()
+    writer.close()
+    return reply.decode()
+
+
 async def test_demo_desk_works_out_of_the_box(stack_factory: Any) -> None:
     stack = await stack_factory(
         "device_gateway", demo=True, env={"BIBLIODESK_DEVICE_GATEWAY_POLL_SECONDS": "0.02"}
@@ -325,20 +334,18 @@ async def test_demo_desk_works_out_of_the_box(stack_factory: Any) -> None:
     assert all(d.emulated for d in stations[0].devices)
     stream = stub.WatchStation(pb.WatchStationRequest(station_id="demo-desk")).__aiter__()
     await _next(stream, "device_status")
-    demo = stack.runtime("device_gateway").state["demo"]
     for _ in range(1000):
         devices = (await stub.ListDevices(pb.ListDevicesRequest(station_id="demo-desk"))).devices
         if all(d.health.connected for d in devices):
             break
         await asyncio.sleep(0.01)
-    demo.scanner.scan("9788804668237", Symbology.EAN13)
+    # The operator drives the emulated devices through the control socket (`devices demo ...`).
+    assert "scanned" in await _demo_command(stack, "scanner ean13 978880466823")
     assert (await _next(stream, "barcode_read")).barcode_read.value == "9788804668237"
-    demo.pad.remove("E0040150A1B2C302")  # leave the blank card alone on the pad
-    for _ in range(1000):
-        if len((await stub.ReadTags(pb.ReadTagsRequest(station_id="demo-desk"))).tags) == 1:
-            break
-        await asyncio.sleep(0.01)
+    # A blank card waits on the pad: enrollment (P4) can encode it at once.
     encoded = await stub.EncodePatronCard(
         pb.EncodePatronCardRequest(request_id="demo-1", station_id="demo-desk", patron_barcode="DEMO0001")
     )
     assert encoded.tag_uid == "E0040150A1B2C301"
+    assert "placed blank card" in await _demo_command(stack, "rfid new-card")
+    assert "usage" in await _demo_command(stack, "printer on")

@@ -10,6 +10,7 @@ Commands are read from standard input, one per line (``help`` lists them).
 from __future__ import annotations
 
 import argparse
+import secrets
 import shlex
 import sys
 from typing import TextIO
@@ -39,6 +40,7 @@ RFID_HELP = """\
   card <uid> <patron barcode> place an encoded patron card
   remove <uid>                take a tag off the pad
   clear                       take every tag off
+  new-card                    clear the pad and put a fresh blank card on it
   corrupt-writes <n>          the next n block writes store a wrong byte
   bad-crc | garbage | wrong-length   inject a corrupt frame
   restart                     unplug and plug back in
@@ -174,6 +176,9 @@ def _rfid_command(pad: RfidPadEmulator, words: list[str]) -> str:
     if command == "clear":
         pad.clear()
         return "pad cleared"
+    if command == "new-card":
+        pad.clear()
+        return f"placed blank card {pad.place(EmulatedTag.blank('E00401' + secrets.token_hex(5))).uid}"
     if command == "corrupt-writes":
         pad.set_corrupt_writes(int(rest[0]))
         return f"the next {rest[0]} writes will be corrupted"
