@@ -1,0 +1,259 @@
+"""The system under test: ``bibliodesk up`` (all five services, one process) run as a child process.
+
+The bench never imports the services into its own process: the server's CPU time and memory are
+read from ``/proc/<pid>`` of the child, so what is measured is the server alone. Data lives in a
+temporary folder (SQLite files) or in one PostgreSQL schema per service (``bench_<service>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("patrons", "requests", "reservations", "notify", "device_gateway")
+#: Branches of the generated library (pickup and desk branches).
+BRANCHES = ("CEN", "NORD", "SUD", "EST", "OVEST")
+ADMIN_PASSWORD = "Qx7-lantern-orbit-" + secrets.token_hex(4)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1 (so the bench never collides with a running stack)."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def pg_sqlalchemy_url(url: str) -> str:
+    """``postgresql://…`` → ``postgresql+psycopg://…`` (the driver the services use)."""
+    if url.startswith("postgresql+psycopg://"):
+        return url
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    raise ValueError(f"--db must be 'sqlite' or a postgresql:// URL, got {url!r}")
+
+
+def pg_libpq_url(url: str) -> str:
+    return "postgresql://" + pg_sqlalchemy_url(url)[len("postgresql+psycopg://") :]
+
+
+@dataclass
+class ProcSample:
+    """CPU seconds (user+system) and resident memory of a process, read from /proc."""
+
+    cpu_seconds: float
+    rss_bytes: int
+    hwm_bytes: int
+
+
+def read_proc(pid: int) -> ProcSample:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state): utime is field 14, stime field 15.
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    rss = hwm = 0
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
+    return ProcSample(cpu, rss, hwm)
+
+
+class ProcMonitor:
+    """Samples a process's RSS while an operation runs (peak RSS during that operation)."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_rss = 0
+        self._task: asyncio.Task[None] | None = None
+        self.start_sample: ProcSample | None = None
+        self.end_sample: ProcSample | None = None
+        self.t0 = self.t1 = 0.0
+
+    async def _run(self) -> None:
+        while True:
+            self.peak_rss = max(self.peak_rss, read_proc(self.pid).rss_bytes)
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self.start_sample = read_proc(self.pid)
+        self.peak_rss = self.start_sample.rss_bytes
+        self.t0 = time.perf_counter()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> dict[str, float]:
+        assert self._task is not None and self.start_sample is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.t1 = time.perf_counter()
+        self.end_sample = read_proc(self.pid)
+        self.peak_rss = max(self.peak_rss, self.end_sample.rss_bytes)
+        cpu = self.end_sample.cpu_seconds - self.start_sample.cpu_seconds
+        wall = self.t1 - self.t0
+        return {
+            "cpu_seconds": round(cpu, 3),
+            "cpu_cores": round(cpu / wall, 3) if wall > 0 else 0.0,
+            "peak_rss_mb": round(self.peak_rss / 2**20, 1),
+        }
+
+
+@dataclass
+class System:
+    """``bibliodesk up`` in a child process, with the bench's settings."""
+
+    home: Path
+    db: str = "sqlite"  # "sqlite" or a postgresql:// URL
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ports:
+            self.ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.home / "server.log"
+
+    @property
+    def is_pg(self) -> bool:
+        return self.db != "sqlite"
+
+    def schema(self, service: str) -> str:
+        return f"bench_{service}"
+
+    def database_url(self, service: str) -> str:
+        """The SQLAlchemy URL of a service's database (as the service sees it)."""
+        if self.is_pg:
+            return pg_sqlalchemy_url(self.db)
+        return f"sqlite:///{self.home / (service + '.db')}"
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BIBLIODESK_")}
+        env.update(
+            {
+                "BIBLIODESK_HOME": str(self.home),
+                "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "BIBLIODESK_LOG_LEVEL": "WARNING",
+                "BIBLIODESK_BRANCHES": ",".join(BRANCHES),
+                "BIBLIODESK_REQUESTS_BRANCHES": ",".join(BRANCHES),
+                "BIBLIODESK_NOTIFY_MAIL_FOLDER": str(self.home / "mail"),
+            }
+        )
+        for name in SERVICES:
+            key = name.upper()
+            env[f"BIBLIODESK_{key}_LISTEN"] = self.address(name)
+            env[f"BIBLIODESK_{key}_ADDRESS"] = self.address(name)
+            env[f"BIBLIODESK_{key}_DATABASE_URL"] = self.database_url(name)
+            if self.is_pg:
+                env[f"BIBLIODESK_{key}_DB_SCHEMA"] = self.schema(name)
+        env.update(self.extra_env)
+        return env
+
+    def reset_pg(self) -> None:
+        """Fresh, empty schemas ``bench_<service>`` (dropped first)."""
+        import psycopg
+
+        with psycopg.connect(pg_libpq_url(self.db), autocommit=True) as conn:
+            for name in SERVICES:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema(name)}" CASCADE')
+                conn.execute(f'CREATE SCHEMA "{self.schema(name)}"')
+
+    def drop_pg(self) -> None:
+        import psycopg
+
+        with psycopg.connect(pg_libpq_url(self.db), autocommit=True) as conn:
+            for name in SERVICES:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema(name)}" CASCADE')
+
+    def command(self) -> list[str]:
+        script = Path(sys.executable).parent / "bibliodesk"
+        if script.exists():
+            return [str(script), "up"]
+        return [
+            sys.executable,
+            "-c",
+            "import sys; from bibliodesk.cli.main import main; sys.exit(main())",
+            "up",
+        ]
+
+    async def start(self, timeout: float = 120.0) -> None:
+        assert self.log_path is not None
+        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = subprocess.Popen(
+            self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home)
+        )
+        log.close()
+        await self.wait_serving(timeout)
+
+    async def wait_serving(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(SERVICES)
+        while pending:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"bibliodesk up exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"services not SERVING after {timeout:.0f}s: {sorted(pending)}\n{self.log_tail()}"
+                )
+            for name in list(pending):
+                async with grpc.aio.insecure_channel(self.address(name)) as channel:
+                    try:
+                        reply = await health_pb2_grpc.HealthStub(channel).Check(
+                            health_pb2.HealthCheckRequest(), timeout=1.0
+                        )
+                        if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                            pending.discard(name)
+                    except grpc.aio.AioRpcError:
+                        pass
+            if pending:
+                await asyncio.sleep(0.3)
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = None
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
