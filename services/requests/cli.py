@@ -164,7 +164,9 @@ async def _advance(ctx: Any, args: argparse.Namespace) -> int:
         timeout=30,
     )
     status = rpb.ReservationStatus.Name(reply.reservation.status).removeprefix("RESERVATION_STATUS_")
-    ctx.console.print(f"[green]advanced[/green]: reservation {reply.reservation.id} is {status.lower()}")
+    ctx.console.print(
+        f"[green]advanced[/green]: reservation {reply.reservation.id} is {status.lower().replace('_', ' ')}"
+    )
     return 0
 
 

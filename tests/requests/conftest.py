@@ -132,17 +132,27 @@ async def make_world(
     stack_factory: Any, *, notify: bool = False, reservation_limit: int = 3, env: dict[str, str] | None = None
 ) -> World:
     services = ["patrons", "reservations", "requests", *(["notify"] if notify else [])]
-    clock = ManualClock()
     settings = {**FAST_ENV, "BIBLIODESK_DEVICE_GATEWAY_ADDRESS": UNREACHABLE, **(env or {})}
     if not notify:
         settings["BIBLIODESK_NOTIFY_ADDRESS"] = UNREACHABLE
-    stack = await stack_factory(*services, clock=clock, env=settings)
+    stack = await stack_factory(*services, clock=ManualClock(), env=settings)
+    world = await world_on(stack, reservation_limit=reservation_limit)
+    imported = await world.circulation.ImportItems(
+        rpb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS)
+    )
+    assert imported.created == 5 and not imported.rejected, imported
+    return world
+
+
+async def world_on(stack: Stack, *, reservation_limit: int = 3) -> World:
+    """Operators' and admin's clients on a started stack, and the patron category tests enroll in."""
+    assert isinstance(stack.clock, ManualClock)
     admin = stack.token(kind="staff", roles=("admin",), ttl=TTL, name="Admin")
     op1 = stack.token(kind="staff", roles=("operator",), ttl=TTL, name="Laura")
     op2 = stack.token(kind="staff", roles=("operator",), ttl=TTL, name="Marco")
     world = World(
         stack=stack,
-        clock=clock,
+        clock=stack.clock,
         inbox=pb_grpc.RequestInboxServiceStub(stack.channel("requests", op1)),
         inbox2=pb_grpc.RequestInboxServiceStub(stack.channel("requests", op2)),
         patrons=ppb_grpc.PatronServiceStub(stack.channel("patrons", admin)),
@@ -163,10 +173,6 @@ async def make_world(
             ),
         )
     )
-    imported = await world.circulation.ImportItems(
-        rpb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS)
-    )
-    assert imported.created == 5 and not imported.rejected, imported
     return world
 
 
