@@ -11,7 +11,9 @@ import sys
 import uuid
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine, text
 
 from bibliodesk.runtime.settings import SERVICES, load_settings
@@ -23,27 +25,29 @@ pytestmark = pytest.mark.slow
 
 
 async def _wait_healthy(
-    env: dict[str, str], procs: list[subprocess.Popen[bytes]], timeout: float = 60
+    env: dict[str, str], procs: list[subprocess.Popen[bytes]], timeout: float = 90
 ) -> None:
+    settings = load_settings(env)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    pending = set(SERVICES)
     while loop.time() < deadline:
         for proc in procs:
             assert proc.poll() is None, f"a service exited early with {proc.returncode}"
-        check = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bibliodesk.cli.main",
-            "health",
-            "-q",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        if await check.wait() == 0:
+        for name in list(pending):
+            async with grpc.aio.insecure_channel(settings.service(name).address) as channel:
+                try:
+                    reply = await health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
+                except grpc.aio.AioRpcError:
+                    continue
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    pending.discard(name)
+        if not pending:
             return
-        await asyncio.sleep(0.5)
-    raise AssertionError("services did not become healthy")
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"services did not become healthy: {sorted(pending)}")
 
 
 async def test_seed_story_across_processes(tmp_path: Path, db_backend: str) -> None:

@@ -66,8 +66,13 @@ def _channel(settings: Settings, service: str, token: str | None) -> grpc.aio.Ch
     )
 
 
+_last = [time.monotonic()]
+
+
 def _step(text: str) -> None:
-    print(f"  ✓ {text}", flush=True)
+    now = time.monotonic()
+    print(f"  ✓ {text} ({now - _last[0]:.2f}s)", flush=True)
+    _last[0] = now
 
 
 async def run(settings: Settings, admin_user: str, admin_password: str, mailbox: Mailbox) -> list[str]:
