@@ -204,7 +204,7 @@ class Reservations:
 
     # -- the sweeper (V2)
 
-    async def sweep_once(self, limit: int = 500) -> tuple[list[pb.Reservation], list[pb.Reservation]]:
+    async def sweep_once(self, limit: int = 500) -> tuple[list[pb.Reservation], list[pb.Reservation], int]:
         now = self.rt.clock.now()
         due = await self.rt.db.read(repo.overdue_reservations, now, limit)
         expired: list[pb.Reservation] = []
@@ -238,9 +238,27 @@ class Reservations:
                 if done[1] is not None:
                     passed.append(done[1])
         if expired:
-            self.rt.relay.wake()
             log.info("expired %d reservations past their pickup deadline", len(expired))
-        return expired, passed
+        reminded = await self.send_reminders(limit)
+        if expired or reminded:
+            self.rt.relay.wake()
+        return expired, passed, reminded
+
+    async def send_reminders(self, limit: int = 500) -> int:
+        """Queues a reminder for each patron whose automatic pickup deadline is near."""
+        if self.policy.reminder_hours_before <= 0:
+            return 0
+        window = timedelta(hours=self.policy.reminder_hours_before)
+        due = await self.rt.db.read(repo.reminders_due, self.rt.clock.now(), window, limit)
+        ctx, sent = self.ctx(), 0
+        for reservation_id in due:
+            try:
+                sent += bool(await self.rt.db.write(uc.remind_one, ctx, reservation_id=reservation_id))
+            except Exception:
+                log.exception(
+                    "reminder for reservation %s failed; will retry on the next sweep", reservation_id
+                )
+        return sent
 
     async def expiry_sweeper(self) -> None:
         while True:
@@ -628,8 +646,10 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
         v = Violations()
         v.check(0 <= request.limit <= 10_000, "limit", "must be between 0 and 10000")
         v.raise_if_any()
-        expired, passed = await self.core.sweep_once(request.limit or 500)
-        return pb.ExpireOverdueReservationsResponse(expired=expired, passed_to=passed)
+        expired, passed, reminded = await self.core.sweep_once(request.limit or 500)
+        return pb.ExpireOverdueReservationsResponse(
+            expired=expired, passed_to=passed, reminders_queued=reminded
+        )
 
 
 _SKEW = timedelta(minutes=5)

@@ -73,6 +73,7 @@ def reservation(
         note=r.note,
         etag=etag_of(r),
         patron_card_barcode=r.patron_card_barcode,
+        reminded_at=ts(r.reminded_at),
     )
     for step in r.history:
         message.history.add(

@@ -94,7 +94,8 @@ async def test_v2_called_patron_who_never_comes_expires_and_the_copy_passes_on(d
     assert [r.id for r in swept.passed_to] == [b.id]
     assert swept.passed_to[0].status_reason == "PASSED_ON"
     assert (await desk.item("B003")).set_aside_for_reservation_id == b.id
-    assert [n["template_key"] for n in desk.outbox()] == ["reservation_expired"]
+    # The day before the deadline a reminder was queued; at the deadline the expiry notice.
+    assert [n["template_key"] for n in desk.outbox()] == ["pickup_reminder", "reservation_expired"]
     # The copy was never fetched from the open shelf: it is on the list to fetch for b now.
     listed = await desk.reservations.ListItemsToSetAside(pb.ListItemsToSetAsideRequest())
     assert [e.reservation.id for e in listed.items] == [b.id]
@@ -422,3 +423,25 @@ async def test_desk_answers_when_patrons_is_down_or_nothing_is_set_aside(desk: D
         )
     assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(exc.value) == "RESERVATION_NOT_READY"
+
+
+async def test_a_reminder_goes_out_once_the_day_before_an_automatic_deadline(desk: Desk) -> None:
+    a = await desk.reserve("a", "B001")
+    b = await desk.reserve("b", "B003")
+    await desk.reservations.RecordPatronCalled(
+        pb.RecordPatronCalledRequest(request_id=rid(), reservation_id=a.id, auto_expire=True)
+    )
+    await desk.reservations.RecordPatronCalled(
+        pb.RecordPatronCalledRequest(request_id=rid(), reservation_id=b.id, auto_expire=False)
+    )
+    desk.stack.clock.advance(days=5)
+    early = await desk.admin_reservations.ExpireOverdueReservations(pb.ExpireOverdueReservationsRequest())
+    assert early.reminders_queued == 0
+    desk.stack.clock.advance(days=1, hours=1)
+    swept = await desk.admin_reservations.ExpireOverdueReservations(pb.ExpireOverdueReservationsRequest())
+    again = await desk.admin_reservations.ExpireOverdueReservations(pb.ExpireOverdueReservationsRequest())
+    assert (swept.reminders_queued, again.reminders_queued) == (1, 0)
+    [reminder] = [n for n in desk.outbox() if n["template_key"] == "pickup_reminder"]
+    assert reminder["patron_id"] == "a" and reminder["variables"]["pickup_deadline"] == "2026-12-10"
+    assert (await desk.get(a.id)).HasField("reminded_at")
+    assert not (await desk.get(b.id)).HasField("reminded_at")  # no automatic expiry: nothing to warn about

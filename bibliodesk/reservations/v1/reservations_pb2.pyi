@@ -208,6 +208,7 @@ class Reservation(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
     PATRON_CARD_BARCODE_FIELD_NUMBER: _builtins.int
+    REMINDED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque id (UUID text)."""
     patron_id: _builtins.str
@@ -275,6 +276,10 @@ class Reservation(_message.Message):
     def history(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReservationTransition]:
         """Full history, oldest first."""
 
+    @_builtins.property
+    def reminded_at(self) -> _timestamp_pb2.Timestamp:
+        """When the "pickup deadline is near" reminder was queued (at most once, for automatic deadlines)."""
+
     def __init__(
         self,
         *,
@@ -301,10 +306,11 @@ class Reservation(_message.Message):
         etag: _builtins.str = ...,
         history: _abc.Iterable[Global___ReservationTransition] | None = ...,
         patron_card_barcode: _builtins.str = ...,
+        reminded_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["called_at", b"called_at", "closed_at", b"closed_at", "created_at", b"created_at", "fetched_at", b"fetched_at", "notified_at", b"notified_at", "pickup_deadline", b"pickup_deadline", "ready_at", b"ready_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["called_at", b"called_at", "closed_at", b"closed_at", "created_at", b"created_at", "fetched_at", b"fetched_at", "notified_at", b"notified_at", "pickup_deadline", b"pickup_deadline", "ready_at", b"ready_at", "reminded_at", b"reminded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_expire", b"auto_expire", "called_at", b"called_at", "closed_at", b"closed_at", "created_at", b"created_at", "etag", b"etag", "expected_available_date", b"expected_available_date", "fetched_at", b"fetched_at", "history", b"history", "id", b"id", "item_author", b"item_author", "item_barcode", b"item_barcode", "item_title", b"item_title", "note", b"note", "notified_at", b"notified_at", "origin", b"origin", "patron_card_barcode", b"patron_card_barcode", "patron_id", b"patron_id", "pickup_branch", b"pickup_branch", "pickup_deadline", b"pickup_deadline", "queue_position", b"queue_position", "ready_at", b"ready_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_expire", b"auto_expire", "called_at", b"called_at", "closed_at", b"closed_at", "created_at", b"created_at", "etag", b"etag", "expected_available_date", b"expected_available_date", "fetched_at", b"fetched_at", "history", b"history", "id", b"id", "item_author", b"item_author", "item_barcode", b"item_barcode", "item_title", b"item_title", "note", b"note", "notified_at", b"notified_at", "origin", b"origin", "patron_card_barcode", b"patron_card_barcode", "patron_id", b"patron_id", "pickup_branch", b"pickup_branch", "pickup_deadline", b"pickup_deadline", "queue_position", b"queue_position", "ready_at", b"ready_at", "reminded_at", b"reminded_at", "status", b"status", "status_reason", b"status_reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1059,6 +1065,9 @@ class ExpireOverdueReservationsResponse(_message.Message):
 
     EXPIRED_FIELD_NUMBER: _builtins.int
     PASSED_TO_FIELD_NUMBER: _builtins.int
+    REMINDERS_QUEUED_FIELD_NUMBER: _builtins.int
+    reminders_queued: _builtins.int
+    """Reminders queued in this run for deadlines that are near."""
     @_builtins.property
     def expired(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reservation]:
         """The reservations that expired in this run."""
@@ -1072,10 +1081,11 @@ class ExpireOverdueReservationsResponse(_message.Message):
         *,
         expired: _abc.Iterable[Global___Reservation] | None = ...,
         passed_to: _abc.Iterable[Global___Reservation] | None = ...,
+        reminders_queued: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "passed_to", b"passed_to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expired", b"expired", "passed_to", b"passed_to", "reminders_queued", b"reminders_queued"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -172,7 +172,8 @@ class ReservationServiceServicer:
     def ExpireOverdueReservations(self, request, context):
         """Admin: expires READY_FOR_PICKUP reservations whose pickup deadline has passed (the sweeper also
         runs this periodically). Each item passes to the next in the queue or back to the shelf, and an
-        expiry notice is queued.
+        expiry notice is queued. Also queues a reminder ("pickup_reminder") for automatic deadlines
+        that are near.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -84,7 +84,8 @@ class ReservationServiceStub:
     ExpireOverdueReservations: _grpc.UnaryUnaryMultiCallable[_reservations_pb2.ExpireOverdueReservationsRequest, _reservations_pb2.ExpireOverdueReservationsResponse]
     """Admin: expires READY_FOR_PICKUP reservations whose pickup deadline has passed (the sweeper also
     runs this periodically). Each item passes to the next in the queue or back to the shelf, and an
-    expiry notice is queued.
+    expiry notice is queued. Also queues a reminder ("pickup_reminder") for automatic deadlines
+    that are near.
     """
 
 @_typing.type_check_only
@@ -134,7 +135,8 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     ExpireOverdueReservations: _aio.UnaryUnaryMultiCallable[_reservations_pb2.ExpireOverdueReservationsRequest, _reservations_pb2.ExpireOverdueReservationsResponse]  # type: ignore[assignment]
     """Admin: expires READY_FOR_PICKUP reservations whose pickup deadline has passed (the sweeper also
     runs this periodically). Each item passes to the next in the queue or back to the shelf, and an
-    expiry notice is queued.
+    expiry notice is queued. Also queues a reminder ("pickup_reminder") for automatic deadlines
+    that are near.
     """
 
 class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -241,7 +243,8 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_reservations_pb2.ExpireOverdueReservationsResponse, _abc.Awaitable[_reservations_pb2.ExpireOverdueReservationsResponse]]:
         """Admin: expires READY_FOR_PICKUP reservations whose pickup deadline has passed (the sweeper also
         runs this periodically). Each item passes to the next in the queue or back to the shelf, and an
-        expiry notice is queued.
+        expiry notice is queued. Also queues a reminder ("pickup_reminder") for automatic deadlines
+        that are near.
         """
 
 def add_ReservationServiceServicer_to_server(servicer: ReservationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,7 @@ and side effects (notices) go to the outbox in the same transaction as the state
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -38,6 +38,8 @@ class Policy:
     #: can switch it off per reservation).
     auto_expire_default: bool = True
     sweep_interval_seconds: float = 60.0
+    #: Remind the patron this many hours before an automatic pickup deadline (0: never).
+    reminder_hours_before: float = 24.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -59,6 +61,7 @@ class Policy:
             default_pickup_period_days=int(number("PICKUP_PERIOD_DAYS", 7, 1, 60)),
             auto_expire_default=auto not in ("0", "false", "no", "off"),
             sweep_interval_seconds=number("SWEEP_INTERVAL_SECONDS", 60, 0.05, 86400),
+            reminder_hours_before=number("REMINDER_HOURS_BEFORE", 24, 0, 24 * 30),
         )
 
 
@@ -85,6 +88,10 @@ class Ctx:
 
 def _today(ctx: Ctx, now: datetime) -> date:
     return now.astimezone(ctx.clock.tz).date()
+
+
+def _local_day(ctx: Ctx, when: datetime) -> str:
+    return when.astimezone(ctx.clock.tz).date().isoformat()
 
 
 def _pickup_period(ctx: Ctx, facts: PatronFacts | None, fallback: int | None = None) -> int:
@@ -126,9 +133,11 @@ def _enqueue_notice(
         template, kind = event.template_key, "ready"
         variables["pickup_period_days"] = str(reservation.pickup_period_days)
         if reservation.pickup_deadline is not None:
-            variables["pickup_deadline"] = (
-                reservation.pickup_deadline.astimezone(ctx.clock.tz).date().isoformat()
-            )
+            variables["pickup_deadline"] = _local_day(ctx, reservation.pickup_deadline)
+    elif isinstance(event, domain.PickupReminder):
+        template, kind = "pickup_reminder", "reminder"
+        assert reservation.pickup_deadline is not None
+        variables["pickup_deadline"] = _local_day(ctx, reservation.pickup_deadline)
     else:
         template, kind = "reservation_expired", "expired"
         variables["expired_on"] = _today(ctx, now).isoformat()
@@ -368,6 +377,20 @@ def expire_one(
     return reservation, passed_to
 
 
+def remind_one(session: Session, ctx: Ctx, *, reservation_id: str) -> bool:
+    """Queues the "pickup deadline is near" notice once; False if no longer due."""
+    now = ctx.clock.now()
+    barcode = repo.item_barcode_of(session, reservation_id)
+    if barcode is None:
+        return False
+    c = _circulation(session, barcode)
+    window = timedelta(hours=ctx.policy.reminder_hours_before)
+    if not c.remind(reservation_id, now=now, window=window):
+        return False
+    _save(session, ctx, c, now)
+    return True
+
+
 # --- circulation ---------------------------------------------------------------------------------
 
 
@@ -489,7 +512,7 @@ def import_items(
 def notice_still_relevant(session: Session, reservation_id: str, kind: str) -> bool:
     """A "ready" notice whose reservation was cancelled, collected or passed on before the relay
     delivered it must not tell the patron to come: it is dropped."""
-    if kind != "ready":
+    if kind not in ("ready", "reminder"):
         return True
     found = repo.get_reservation(session, reservation_id)
     return found is not None and found.status is domain.ReservationStatus.READY_FOR_PICKUP

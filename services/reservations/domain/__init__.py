@@ -11,6 +11,7 @@ from .circulation import (
     ItemState,
     Loan,
     Origin,
+    PickupReminder,
     Reservation,
     ReservationExpired,
     ReservationReady,
@@ -23,6 +24,7 @@ from .circulation import (
     is_overdue,
     new_id,
     pickup_deadline,
+    reminder_due,
 )
 from .holdings import HoldingRow, RejectedRow, parse_holdings, valid_barcode
 
@@ -38,6 +40,7 @@ __all__ = [
     "ItemState",
     "Loan",
     "Origin",
+    "PickupReminder",
     "RejectedRow",
     "Reservation",
     "ReservationExpired",
@@ -52,5 +55,6 @@ __all__ = [
     "new_id",
     "parse_holdings",
     "pickup_deadline",
+    "reminder_due",
     "valid_barcode",
 ]

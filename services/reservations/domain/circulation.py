@@ -150,6 +150,8 @@ class Reservation:
     auto_expire: bool = True
     #: When the item reached the hold shelf; None while it is still to fetch from the open shelf.
     fetched_at: datetime | None = None
+    #: When the "pickup deadline is near" reminder was queued (at most once).
+    reminded_at: datetime | None = None
     closed_at: datetime | None = None
     status_reason: str = ""
     note: str = ""
@@ -254,7 +256,16 @@ class ReservationExpired:
     item_barcode: str
 
 
-Event = ReservationReady | ReservationExpired
+@dataclass(frozen=True)
+class PickupReminder:
+    """The pickup deadline is near and the patron has not come yet."""
+
+    reservation_id: str
+    patron_id: str
+    item_barcode: str
+
+
+Event = ReservationReady | ReservationExpired | PickupReminder
 
 
 # --- rules on dates ------------------------------------------------------------------------------
@@ -559,6 +570,16 @@ class Circulation:
         self._check_invariants()
         return passed_to
 
+    def remind(self, reservation_id: str, *, now: datetime, window: timedelta) -> bool:
+        """Queues one reminder when an automatic deadline is within ``window``; False if not due."""
+        reservation = self.find(reservation_id)
+        if reservation is None or not reminder_due(reservation, now, window):
+            return False
+        reservation.reminded_at = now
+        self._touch(reservation)
+        self.events.append(PickupReminder(reservation.id, reservation.patron_id, self.item.barcode))
+        return True
+
     def confirm_fetched(self, reservation_id: str, *, now: datetime) -> Reservation:
         """V1: the operator took the copy off the open shelf; now the patron can be told."""
         reservation = self._active_or_refuse(reservation_id)
@@ -740,6 +761,16 @@ def is_overdue(reservation: Reservation, now: datetime) -> bool:
         and reservation.auto_expire
         and reservation.pickup_deadline is not None
         and reservation.pickup_deadline <= now
+    )
+
+
+def reminder_due(reservation: Reservation, now: datetime, window: timedelta) -> bool:
+    return (
+        reservation.status is R.READY_FOR_PICKUP
+        and reservation.auto_expire
+        and reservation.reminded_at is None
+        and reservation.pickup_deadline is not None
+        and now < reservation.pickup_deadline <= now + window
     )
 
 

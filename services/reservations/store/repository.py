@@ -7,7 +7,7 @@ import base64
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -79,6 +79,7 @@ def reservation_from_row(row: Row[Any]) -> Reservation:
         pickup_deadline=row.pickup_deadline,
         auto_expire=row.auto_expire,
         fetched_at=row.fetched_at,
+        reminded_at=row.reminded_at,
         closed_at=row.closed_at,
         status_reason=row.status_reason,
         note=row.note,
@@ -99,6 +100,7 @@ def _reservation_values(r: Reservation) -> dict[str, Any]:
         "pickup_deadline": r.pickup_deadline,
         "auto_expire": r.auto_expire,
         "fetched_at": r.fetched_at,
+        "reminded_at": r.reminded_at,
         "closed_at": r.closed_at,
         "note": r.note,
         "patron_card_barcode": r.patron_card_barcode,
@@ -383,6 +385,23 @@ def overdue_reservations(session: Session, now: datetime, limit: int) -> list[tu
         .limit(limit)
     ).all()
     return [(r.id, r.item_barcode) for r in rows]
+
+
+def reminders_due(session: Session, now: datetime, window: timedelta, limit: int) -> list[str]:
+    """READY reservations with an automatic deadline within ``window`` and no reminder yet."""
+    rows = session.execute(
+        select(reservations.c.id)
+        .where(
+            reservations.c.status == ReservationStatus.READY_FOR_PICKUP.value,
+            reservations.c.auto_expire.is_(True),
+            reservations.c.reminded_at.is_(None),
+            reservations.c.pickup_deadline > now,
+            reservations.c.pickup_deadline <= now + window,
+        )
+        .order_by(reservations.c.pickup_deadline)
+        .limit(limit)
+    ).scalars()
+    return list(rows)
 
 
 def to_set_aside(session: Session, branch: str, page_size: int, page_token: str) -> tuple[list[Any], str]:

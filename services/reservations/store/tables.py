@@ -104,6 +104,7 @@ reservations = Table(
     Column("pickup_deadline", UtcDateTime, nullable=True),
     Column("auto_expire", Boolean, nullable=False, default=True),
     Column("fetched_at", UtcDateTime, nullable=True),
+    Column("reminded_at", UtcDateTime, nullable=True),
     Column("closed_at", UtcDateTime, nullable=True),
     Column("note", Text, nullable=False, default=""),
     Column("patron_card_barcode", String(64), nullable=False, default=""),
