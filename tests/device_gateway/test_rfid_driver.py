@@ -18,7 +18,7 @@ from tests.device_gateway.conftest import FAST_BACKOFF, Events, wait_for
 BOOK = "E004015000000001"
 CARD = "E004015000000002"
 OTHER = "E004015000000003"
-FAST = RfidOptions(poll_interval=0.02, response_timeout=0.5)
+FAST = RfidOptions(poll_interval=0.02, response_timeout=1.0)
 
 
 def _reader(emulator: RfidPadEmulator, events: Events | None = None, **options: Any) -> RfidReader:
