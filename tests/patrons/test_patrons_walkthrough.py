@@ -254,3 +254,22 @@ async def test_p4_rfid_uid_lookup_and_unknown_card(stack_factory) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await desk.patrons.LookUpPatronByCard(pb.LookUpPatronByCardRequest(barcode="2999999999999"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND and error_reason(err.value) == "CARD_NOT_FOUND"
+
+
+async def test_p2_given_name_search_pages_across_exact_and_longer_surnames(stack_factory) -> None:
+    stack = await start(stack_factory)
+    desk = await operator(stack)
+    people = [("Marta", "Ross"), ("Mario", "Rossi"), ("Maria", "Rossi"), ("Anna", "Rossini"), ("Marco", "Rossini"),
+              ("Marco", "Russo")]
+    for i, (given, surname) in enumerate(people):
+        await desk.patrons.CreatePatron(pb.CreatePatronRequest(request_id=rid(), details=form(
+            given=given, surname=surname, born=f"197{i}-05-05", email=f"r{i}@example.org")))
+    seen, token = [], ""
+    while True:
+        page = await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(
+            surname="ross", given_name="mar", page_size=2, page_token=token))
+        seen += [h.display_name for h in page.hits]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ["Ross Marta", "Rossi Maria", "Rossi Mario", "Rossini Marco"]

@@ -13,7 +13,7 @@ from bibliodesk.runtime.db import lock_for_update
 from bibliodesk.runtime.errors import Aborted, NotFound
 
 from ..domain.categories import Category
-from ..domain.names import prefix_range
+from ..domain.names import KEY_SEPARATOR, prefix_range
 from ..domain.patron import DocumentType, DuplicateFlag, Origin, Patron, PatronStatus
 from ..domain.rules import Address
 from . import tables as t
@@ -152,24 +152,41 @@ def card_in_use(session: Session, *, barcode: str = "", rfid_uid: str = "", exce
 
 def search(session: Session, *, surname: str, given_name: str, birth_date: date | None,
            origin: str, status: str, after: tuple[str, str] | None, limit: int) -> list[Patron]:
-    """Keyset-paged prefix search on the indexed surname-first key (no full scan)."""
-    low, high = prefix_range(surname)
+    """Keyset-paged prefix search on the indexed surname-first key (no full scan).
+
+    With a given name, the exact-surname range ``"<surname> <given prefix>"`` is tight on the index
+    and comes first in key order (a space sorts before any letter); only when that range cannot fill
+    the page are the longer surnames starting with the prefix scanned, filtered on the given name.
+    """
     p = t.patrons.c
-    query = select(t.patrons).where(p.search_key >= low, p.search_key < high)
-    if given_name:
-        g_low, g_high = prefix_range(given_name)
-        query = query.where(p.given_key >= g_low, p.given_key < g_high)
-    if birth_date is not None:
-        query = query.where(p.birth_date == birth_date)
-    if origin:
-        query = query.where(p.origin == origin)
-    if status:
-        query = query.where(p.status == status)
-    if after is not None:
-        key, last_id = after
-        query = query.where((p.search_key > key) | and_(p.search_key == key, p.id > last_id))
-    query = query.order_by(p.search_key, p.id).limit(limit)
-    return [_patron(r) for r in session.execute(query)]
+    s_low, s_high = prefix_range(surname)
+    g_low, g_high = prefix_range(given_name) if given_name else ("", "")
+
+    def run(low: str, high: str, given_filter: bool, n: int) -> list[Patron]:
+        query = select(t.patrons).where(p.search_key >= low, p.search_key < high)
+        if given_filter:
+            query = query.where(p.given_key >= g_low, p.given_key < g_high)
+        if birth_date is not None:
+            query = query.where(p.birth_date == birth_date)
+        if origin:
+            query = query.where(p.origin == origin)
+        if status:
+            query = query.where(p.status == status)
+        if after is not None:
+            key, last_id = after
+            query = query.where((p.search_key > key) | and_(p.search_key == key, p.id > last_id))
+        query = query.order_by(p.search_key, p.id).limit(n)
+        return [_patron(r) for r in session.execute(query)]
+
+    if not g_low:
+        return run(s_low, s_high, False, limit)
+    exact_low = f"{s_low}{KEY_SEPARATOR}{g_low}"
+    exact_high = exact_low + "\U0010ffff"
+    found = run(exact_low, exact_high, False, limit)
+    if len(found) < limit:
+        # Longer surnames: the character after the prefix is a letter or digit, above "!" (0x21).
+        found += run(s_low + "!", s_high, True, limit - len(found))
+    return found
 
 
 def flagged_patron_ids(session: Session, ids: Sequence[str]) -> set[str]:
