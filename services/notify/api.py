@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy.exc import IntegrityError
 
 from bibliodesk.notify.v1 import notify_pb2 as pb
 from bibliodesk.notify.v1 import notify_pb2_grpc as pb_grpc
@@ -20,9 +21,11 @@ from bibliodesk.runtime.auth import (
 )
 from bibliodesk.runtime.clock import Clock
 from bibliodesk.runtime.db import Database
+from bibliodesk.runtime.errors import DomainError
 from bibliodesk.runtime.idempotency import idempotent
 from services.notify.app.messages import MessageService, SendCommand
 from services.notify.app.templates import TemplateService
+from services.notify.domain.errors import InvalidInput
 from services.notify.domain.events import EVENTS, Event
 from services.notify.domain.messages import MessageStatus
 from services.notify.domain.templates import Template
@@ -139,6 +142,16 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
         self.messages = messages
         self.templates = templates
 
+    async def _write(self, work: Any) -> Any:
+        """One idempotent transaction. Two concurrent first calls with the same request_id race: the
+        loser fails on the idempotency key, or on the state its twin just changed (READ COMMITTED:
+        the template its twin created, the etag its twin moved). Run once more: it then finds the
+        stored answer, or fails again for a real reason."""
+        try:
+            return await self.db.write(work)
+        except (IntegrityError, DomainError):
+            return await self.db.write(work)
+
     def _idempotent(self, session: Any, method: str, request: Any, produce: Any, response_type: Any) -> Any:
         return idempotent(
             session, tables.idempotency_keys, method, request, produce, response_type, now=self.clock.now()
@@ -173,8 +186,6 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
     async def ListMessages(self, request: pb.ListMessagesRequest, context: grpc.aio.ServicerContext) -> Any:
         status = _STATUS_FROM_PB.get(request.status) if request.status else None
         if request.status and status is None:
-            from services.notify.domain.errors import InvalidInput
-
             raise InvalidInput("is not a known status", field="status")
         records, token = await self.messages.list(
             current_principal(),
@@ -201,7 +212,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
                 pb.RetryMessageResponse,
             )
 
-        response = await self.db.write(work)
+        response = await self._write(work)
         self.messages.on_queued()
         return response
 
@@ -221,7 +232,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
                 pb.CancelMessageResponse,
             )
 
-        return await self.db.write(work)
+        return await self._write(work)
 
     # --- templates -------------------------------------------------------------------------------
 
@@ -247,7 +258,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
                 pb.CreateTemplateResponse,
             )
 
-        return await self.db.write(work)
+        return await self._write(work)
 
     async def GetTemplate(self, request: pb.GetTemplateRequest, context: grpc.aio.ServicerContext) -> Any:
         require_staff()
@@ -258,8 +269,6 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
 
     async def ListTemplates(self, request: pb.ListTemplatesRequest, context: grpc.aio.ServicerContext) -> Any:
         require_staff()
-        from services.notify.domain.errors import InvalidInput
-
         if request.page_size < 0:
             raise InvalidInput("must not be negative", field="page_size")
         size = min(request.page_size or 100, 500)
@@ -301,7 +310,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
                 pb.UpdateTemplateResponse,
             )
 
-        return await self.db.write(work)
+        return await self._write(work)
 
     async def DeleteTemplate(
         self, request: pb.DeleteTemplateRequest, context: grpc.aio.ServicerContext
@@ -317,7 +326,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
 
             return self._idempotent(session, "DeleteTemplate", request, produce, pb.DeleteTemplateResponse)
 
-        return await self.db.write(work)
+        return await self._write(work)
 
     async def RestoreDefaultTemplate(
         self, request: pb.RestoreDefaultTemplateRequest, context: grpc.aio.ServicerContext
@@ -339,7 +348,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
                 pb.RestoreDefaultTemplateResponse,
             )
 
-        return await self.db.write(work)
+        return await self._write(work)
 
     async def PreviewTemplate(
         self, request: pb.PreviewTemplateRequest, context: grpc.aio.ServicerContext

@@ -221,3 +221,19 @@ async def test_operators_read_templates_but_only_admins_change_them(notify_env: 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await patron.ListTemplates(pb.ListTemplatesRequest())
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_concurrent_retries_of_a_template_creation_get_one_answer(notify_env: NotifyEnv) -> None:
+    import asyncio
+
+    admin = notify_env.stub(notify_env.admin())
+    request = pb.CreateTemplateRequest(
+        request_id="same",
+        template=pb.Template(
+            event_key="custom_race", language="it", subject="Avviso", body_text="{{ message }}"
+        ),
+    )
+    replies = await asyncio.gather(*(admin.CreateTemplate(request) for _ in range(10)))
+    assert len({r.template.etag for r in replies}) == 1
+    listed = await admin.ListTemplates(pb.ListTemplatesRequest(event_key="custom_race"))
+    assert len(listed.templates) == 1
