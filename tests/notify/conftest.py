@@ -283,6 +283,18 @@ class NotifyEnv:
             self.worker.wake()
             await asyncio.sleep(0.02)
 
+    async def until_attempts(self, message_id: str, attempts: int, timeout: float = 15.0) -> pb.Message:
+        """Waits until the message has recorded ``attempts`` delivery attempts."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            message = await self.get(message_id)
+            if message.attempts >= attempts:
+                return message
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"message has {message.attempts} attempts, not {attempts}: {message}")
+            self.worker.wake()
+            await asyncio.sleep(0.02)
+
     async def close(self) -> None:
         for server in self.servers:
             await server.stop(0)
