@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -140,9 +141,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return principal
 
     def _exit(self, tokens: list[Any]) -> None:
-        auth.reset_principal(tokens.pop())
-        for var, token in zip((method_var, service_var, request_id_var), reversed(tokens), strict=True):
-            var.reset(token)
+        # A cancelled server stream is finalised in another context: resetting its tokens there
+        # raises ValueError; the variables die with the stream's context anyway.
+        with contextlib.suppress(ValueError):
+            auth.reset_principal(tokens.pop())
+            for var, token in zip((method_var, service_var, request_id_var), reversed(tokens), strict=True):
+                var.reset(token)
 
     async def _fail(
         self, context: grpc.aio.ServicerContext, exc: BaseException, method: str

@@ -155,6 +155,8 @@ class Desk:
 
     # lookups ---------------------------------------------------------------------------------
     def station(self, station_id: str) -> StationConfig:
+        if not station_id.strip():
+            raise InvalidArgument(field="station_id", description="is required")
         station = self.stations.get(station_id)
         if station is None:
             raise NotFound(
