@@ -97,6 +97,7 @@ def reservation_request(
         notice_reference=notice_reference(r.id) if r.notice_sent_at else "",
         can_send_notice=r.can_send_notice,
         last_refusal=r.last_refusal,
+        notice_failure=r.notice_failure,
         item_availability=availability,
         history=[history_entry(h) for h in history or ()],
     )

@@ -7,9 +7,11 @@ import asyncio
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from bibliodesk.notify.v1 import notify_pb2 as npb
 from bibliodesk.notify.v1 import notify_pb2_grpc as npb_grpc
+from bibliodesk.patrons.v1 import patrons_pb2 as ppb
 from bibliodesk.requests.v1 import requests_pb2 as pb
 from tests.helpers import error_fields, error_reason
 
@@ -230,3 +232,51 @@ async def test_the_live_inbox_shows_new_requests_and_changes_as_they_happen(worl
         async for _ in world.as_patron(patron).WatchInbox(pb.WatchInboxRequest()):
             pass
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_notice_notify_refuses_later_is_not_counted_as_sent(world: World) -> None:
+    patron = await world.enrolled_patron(email="anna@example.org")
+    request = await world.submit(patron, "B001")
+    relay = world.stack.runtime("requests").relay
+    relay.stop()  # this test hands the outbox to notify itself, after changing the patron's record
+
+    await world.inbox.SendRequestNotice(
+        pb.SendRequestNoticeRequest(request_id=rid(), reservation_request_id=request.id, body="A breve.")
+    )
+    await set_email(world, patron, "")  # the address goes before the e-mail leaves
+    await relay.drain()
+    row = (
+        await world.inbox.GetReservationRequest(
+            pb.GetReservationRequestRequest(reservation_request_id=request.id)
+        )
+    ).reservation_request
+    assert not row.HasField("notice_sent_at") and row.can_send_notice
+    assert row.notice_failure == "NO_EMAIL_ADDRESS"
+    assert row.history[-1].kind == pb.INBOX_EVENT_KIND_NOTICE_FAILED
+
+    # With an address again, the desk sends it once more, and this time it goes.
+    await set_email(world, patron, "anna.nuova@example.org")
+    await world.inbox.SendRequestNotice(
+        pb.SendRequestNoticeRequest(request_id=rid(), reservation_request_id=request.id, body="A breve.")
+    )
+    await relay.drain()
+    [message] = await messages_about(world, request.id)
+    assert message.recipient == "anna.nuova@example.org"
+    row = (
+        await world.inbox.GetReservationRequest(
+            pb.GetReservationRequestRequest(reservation_request_id=request.id)
+        )
+    ).reservation_request
+    assert row.notice_sent_at.seconds and not row.notice_failure and not row.can_send_notice
+
+
+async def set_email(world: World, patron_id: str, email: str) -> None:
+    current = (await world.patrons.GetPatron(ppb.GetPatronRequest(patron_id=patron_id))).patron
+    await world.patrons.UpdatePatron(
+        ppb.UpdatePatronRequest(
+            request_id=rid(),
+            etag=current.etag,
+            patron=ppb.Patron(id=patron_id, email=email),
+            update_mask=field_mask_pb2.FieldMask(paths=["email"]),
+        )
+    )

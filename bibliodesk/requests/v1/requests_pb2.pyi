@@ -176,6 +176,8 @@ class _InboxEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InboxE
     """Withdrawn by the patron."""
     INBOX_EVENT_KIND_NOTICE_SENT: _InboxEventKind.ValueType  # 7
     """A notice about it was sent to the patron."""
+    INBOX_EVENT_KIND_NOTICE_FAILED: _InboxEventKind.ValueType  # 8
+    """The notice could not be delivered (notify refused it for good): the patron was not told."""
 
 class InboxEventKind(_InboxEventKind, metaclass=_InboxEventKindEnumTypeWrapper):
     """What happened to a request, in its history and on the live inbox."""
@@ -195,6 +197,8 @@ INBOX_EVENT_KIND_WITHDRAWN: InboxEventKind.ValueType  # 6
 """Withdrawn by the patron."""
 INBOX_EVENT_KIND_NOTICE_SENT: InboxEventKind.ValueType  # 7
 """A notice about it was sent to the patron."""
+INBOX_EVENT_KIND_NOTICE_FAILED: InboxEventKind.ValueType  # 8
+"""The notice could not be delivered (notify refused it for good): the patron was not told."""
 Global___InboxEventKind: _TypeAlias = InboxEventKind  # noqa: Y015
 
 @_typing.final
@@ -277,6 +281,7 @@ class ReservationRequest(_message.Message):
     LAST_REFUSAL_FIELD_NUMBER: _builtins.int
     ITEM_AVAILABILITY_FIELD_NUMBER: _builtins.int
     HISTORY_FIELD_NUMBER: _builtins.int
+    NOTICE_FAILURE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Opaque id (UUID text). The reservation created from it is keyed "inbox-request:<id>"."""
     patron_id: _builtins.str
@@ -315,6 +320,10 @@ class ReservationRequest(_message.Message):
     last_refusal: _builtins.str
     """The last reason the reservations service gave for refusing an advance (the request went back
     to PENDING), e.g. "ITEM_NOT_AVAILABLE"; empty otherwise.
+    """
+    notice_failure: _builtins.str
+    """Why the last notice could not be delivered (e.g. "NO_EMAIL_ADDRESS": the address was removed
+    after the notice was accepted); notice_sent_at is then unset and the action is available again.
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
@@ -375,10 +384,11 @@ class ReservationRequest(_message.Message):
         last_refusal: _builtins.str = ...,
         item_availability: _reservations_pb2.ItemAvailability | None = ...,
         history: _abc.Iterable[Global___RequestHistoryEntry] | None = ...,
+        notice_failure: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["advanced_at", b"advanced_at", "created_at", b"created_at", "cut_at", b"cut_at", "item_availability", b"item_availability", "notice_sent_at", b"notice_sent_at", "updated_at", b"updated_at", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advance_mode", b"advance_mode", "advanced_at", b"advanced_at", "advanced_by", b"advanced_by", "can_send_notice", b"can_send_notice", "created_at", b"created_at", "cut_at", b"cut_at", "cut_by", b"cut_by", "cut_explanation", b"cut_explanation", "cut_reason", b"cut_reason", "etag", b"etag", "history", b"history", "id", b"id", "item_author", b"item_author", "item_availability", b"item_availability", "item_barcode", b"item_barcode", "item_title", b"item_title", "last_refusal", b"last_refusal", "note", b"note", "notice_reference", b"notice_reference", "notice_sent_at", b"notice_sent_at", "notice_sent_by", b"notice_sent_by", "patron_card_barcode", b"patron_card_barcode", "patron_display_name", b"patron_display_name", "patron_id", b"patron_id", "pickup_branch", b"pickup_branch", "reservation_id", b"reservation_id", "status", b"status", "updated_at", b"updated_at", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advance_mode", b"advance_mode", "advanced_at", b"advanced_at", "advanced_by", b"advanced_by", "can_send_notice", b"can_send_notice", "created_at", b"created_at", "cut_at", b"cut_at", "cut_by", b"cut_by", "cut_explanation", b"cut_explanation", "cut_reason", b"cut_reason", "etag", b"etag", "history", b"history", "id", b"id", "item_author", b"item_author", "item_availability", b"item_availability", "item_barcode", b"item_barcode", "item_title", b"item_title", "last_refusal", b"last_refusal", "note", b"note", "notice_failure", b"notice_failure", "notice_reference", b"notice_reference", "notice_sent_at", b"notice_sent_at", "notice_sent_by", b"notice_sent_by", "patron_card_barcode", b"patron_card_barcode", "patron_display_name", b"patron_display_name", "patron_id", b"patron_id", "pickup_branch", b"pickup_branch", "reservation_id", b"reservation_id", "status", b"status", "updated_at", b"updated_at", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

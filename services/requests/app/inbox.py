@@ -28,6 +28,7 @@ from bibliodesk.requests.v1 import requests_pb2 as pb
 from bibliodesk.reservations.v1 import reservations_pb2 as rpb
 from bibliodesk.runtime import auth
 from bibliodesk.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, Violations
+from bibliodesk.runtime.outbox import PermanentFailure, is_permanent
 from bibliodesk.runtime.service import ServiceRuntime
 
 from .. import convert
@@ -517,11 +518,20 @@ class Inbox:
         return contact
 
     async def deliver_notice(self, payload: dict[str, Any], key: str) -> None:
-        """Outbox handler: hands a notice to notify, keyed by the outbox row (at most one e-mail)."""
+        """Outbox handler: hands a notice to notify, keyed by the outbox row (at most one e-mail).
+        A refusal for good (e.g. the patron's e-mail was removed meanwhile) is written on the
+        request, so the desk sees the patron was not told and may try again."""
         stub: npb_grpc.NotifyServiceAsyncStub = npb_grpc.NotifyServiceStub(  # type: ignore[assignment]
             self.rt.peers.channel("notify")
         )
-        await stub.SendMessage(npb.SendMessageRequest(request_id=key, **payload), timeout=TIMEOUT)
+        try:
+            await stub.SendMessage(npb.SendMessageRequest(request_id=key, **payload), timeout=TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            if not is_permanent(exc):
+                raise
+            why = peer_reason(exc) or exc.code().name
+            await self._write(uc.notice_failed, payload["reference"], why=why, now=self.clock.now())
+            raise PermanentFailure(f"notify refused the notice {key}: {why}") from exc
 
 
 # --- helpers ---------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ..domain.model import (
     CutReason,
     ItemSituation,
     PatronActivity,
+    RequestEvent,
     RequestStatus,
     ReservationRequest,
     check_can_request,
@@ -374,11 +375,13 @@ def send_notice(
         found = repo.get(session, request.reservation_request_id, lock=True)
         read = found.version
         found.record_notice(actor, now)
+        # One e-mail per notice: "inbox-request-notice:<id>", or ":<n>" after n-1 failed ones.
+        failed = repo.count_events(session, found.id, RequestEvent.NOTICE_FAILED)
         enqueue(
             session,
             t.outbox,
             NOTIFY_TOPIC,
-            f"inbox-request-notice:{found.id}",
+            f"inbox-request-notice:{found.id}" + (f":{failed + 1}" if failed else ""),
             notice_payload(
                 found,
                 template_key=template_key,
@@ -402,3 +405,13 @@ def send_notice(
         now=now,
         request_id=scoped_key(actor, request.request_id),
     )
+
+
+def notice_failed(session: Session, reference: str, *, why: str, now: datetime) -> None:
+    """notify refused a notice for good: the request must not claim the patron was told."""
+    request_id = reference.removeprefix("inbox-request:")
+    found = repo.get(session, request_id, lock=True)
+    read = found.version
+    found.notice_failed(why, now)
+    if found.version != read:
+        repo.save(session, found, read_version=read)

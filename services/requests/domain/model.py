@@ -45,6 +45,7 @@ class RequestEvent(enum.StrEnum):
     CUT = "CUT"
     WITHDRAWN = "WITHDRAWN"
     NOTICE_SENT = "NOTICE_SENT"
+    NOTICE_FAILED = "NOTICE_FAILED"
 
 
 class AdvanceMode(enum.StrEnum):
@@ -173,6 +174,8 @@ class ReservationRequest:
     notice_sent_at: datetime | None = None
     notice_sent_by: str = ""
     last_refusal: str = ""
+    #: Why the last notice could not be delivered (empty when none failed).
+    notice_failure: str = ""
     history: list[HistoryEntry] = field(default_factory=list)
 
     @classmethod
@@ -327,6 +330,7 @@ class ReservationRequest:
         self.check_can_send_notice()
         self.notice_sent_at = now
         self.notice_sent_by = operator
+        self.notice_failure = ""
         self.updated_at = now
         self.version += 1
         self.history.append(
@@ -340,8 +344,29 @@ class ReservationRequest:
             )
         )
 
+    # --- submission rules (R1) -----------------------------------------------------------------------
 
-# --- submission rules (R1) -----------------------------------------------------------------------
+    def notice_failed(self, why: str, now: datetime) -> None:
+        """notify refused the notice for good (e.g. the e-mail address was removed meanwhile): the
+        patron was not told, so the request says so and the send action comes back."""
+        if self.notice_sent_at is None:
+            return
+        self.notice_sent_at = None
+        self.notice_sent_by = ""
+        self.notice_failure = why
+        self.updated_at = now
+        self.version += 1
+        self.history.append(
+            HistoryEntry(
+                RequestEvent.NOTICE_FAILED,
+                self.status,
+                self.status,
+                "the notice could not be delivered to the patron",
+                "system",
+                now,
+                why,
+            )
+        )
 
 
 @dataclass(frozen=True)

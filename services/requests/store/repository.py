@@ -50,6 +50,7 @@ _SCALARS = (
     "notice_sent_at",
     "notice_sent_by",
     "last_refusal",
+    "notice_failure",
 )
 
 
@@ -137,6 +138,14 @@ def history(session: Session, request_id: str) -> list[HistoryEntry]:
         )
         for r in rows
     ]
+
+
+def count_events(session: Session, request_id: str, kind: RequestEvent) -> int:
+    return int(
+        session.execute(
+            select(func.count()).select_from(E).where(E.c.request_id == request_id, E.c.kind == kind.value)
+        ).scalar_one()
+    )
 
 
 def active_items_of(session: Session, patron_id: str) -> frozenset[str]:

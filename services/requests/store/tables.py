@@ -68,6 +68,7 @@ inbox_requests = Table(
     Column("notice_sent_at", UtcDateTime, nullable=True),
     Column("notice_sent_by", String(120), nullable=False, default=""),
     Column("last_refusal", String(120), nullable=False, default=""),
+    Column("notice_failure", String(120), nullable=False, default="", server_default=""),
     CheckConstraint("status IN ('PENDING', 'ADVANCING', 'ADVANCED', 'CUT', 'WITHDRAWN')", name="status"),
     CheckConstraint("status <> 'ADVANCED' OR reservation_id <> ''", name="advanced_has_reservation"),
     Index("ix_inbox_requests_created", "created_at", "id"),
