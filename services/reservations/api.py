@@ -81,6 +81,19 @@ class Reservations:
         self.policy = uc.Policy.from_settings(rt.settings)
         self._patrons: patrons_pb2_grpc.PatronServiceAsyncStub | None = None
 
+    def register_metrics(self) -> None:
+        """Gauges a librarian would watch: the hold shelf, the queue, what is still to fetch."""
+
+        def reader(key: str) -> Callable[[], float]:
+            return lambda: float(self.rt.db.read_sync(repo.counts_by_status).get(key, 0))
+
+        for key, label in (
+            ("READY_FOR_PICKUP", "ready_for_pickup"),
+            ("WAITING_FOR_RETURN", "waiting_for_return"),
+            ("TO_FETCH", "to_fetch"),
+        ):
+            self.rt.metrics.gauge(f'bibliodesk_reservations_active{{state="{label}"}}', reader(key))
+
     def ctx(self) -> uc.Ctx:
         return uc.Ctx(self.rt.clock, self.policy)
 
@@ -261,10 +274,12 @@ class Reservations:
         return sent
 
     async def expiry_sweeper(self) -> None:
+        """Background task: expiry, reminders, and pruning of delivered outbox rows."""
         while True:
             await asyncio.sleep(self.policy.sweep_interval_seconds)
             try:
                 await self.sweep_once()
+                await self.rt.db.write(self.rt.relay.purge_delivered)
             except asyncio.CancelledError:
                 raise
             except Exception:

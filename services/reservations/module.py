@@ -28,6 +28,7 @@ async def setup(rt: ServiceRuntime) -> None:
     )
     rt.relay.register(NOTICE_TOPIC, core.deliver_notice)
     rt.background(core.expiry_sweeper)
+    core.register_metrics()
     rt.state["app"] = core
 
 

@@ -445,3 +445,13 @@ async def test_a_reminder_goes_out_once_the_day_before_an_automatic_deadline(des
     assert reminder["patron_id"] == "a" and reminder["variables"]["pickup_deadline"] == "2026-12-10"
     assert (await desk.get(a.id)).HasField("reminded_at")
     assert not (await desk.get(b.id)).HasField("reminded_at")  # no automatic expiry: nothing to warn about
+
+
+async def test_metrics_show_the_hold_shelf_and_the_queue(desk: Desk) -> None:
+    await desk.check_out("borrower", "B002")
+    await desk.reserve("a", "B001")
+    await desk.reserve("b", "B002")
+    text = desk.stack.host.metrics.render()  # type: ignore[union-attr]
+    assert 'bibliodesk_reservations_active{state="ready_for_pickup"} 1.0' in text
+    assert 'bibliodesk_reservations_active{state="waiting_for_return"} 1.0' in text
+    assert 'bibliodesk_reservations_active{state="to_fetch"} 1.0' in text

@@ -508,3 +508,23 @@ def existing_items(session: Session, barcodes: Iterable[str]) -> dict[str, Row[A
         for r in session.execute(select(items).where(items.c.barcode.in_(wanted[start : start + 500]))):
             found[r.barcode] = r
     return found
+
+
+def counts_by_status(session: Session) -> dict[str, int]:
+    """Active reservations per status, and copies still to fetch from the shelf (for metrics)."""
+    rows = session.execute(
+        select(reservations.c.status, func.count()).where(_active_clause()).group_by(reservations.c.status)
+    ).all()
+    found = {status.value: 0 for status in ACTIVE_STATUSES}
+    found.update({r[0]: int(r[1]) for r in rows})
+    found["TO_FETCH"] = int(
+        session.execute(
+            select(func.count())
+            .select_from(reservations)
+            .where(
+                reservations.c.status == ReservationStatus.READY_FOR_PICKUP.value,
+                reservations.c.fetched_at.is_(None),
+            )
+        ).scalar_one()
+    )
+    return found
