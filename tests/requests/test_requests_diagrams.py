@@ -42,6 +42,19 @@ async def test_diagram_1_item_on_the_shelf_is_set_aside_when_the_request_is_adva
     active = await world.inbox.ListReservationRequests(pb.ListReservationRequestsRequest(active_only=True))
     assert not active.reservation_requests
 
+    # The other option of R5, for a patron standing at the desk: reserve and check out at once.
+    other = await world.enrolled_patron()
+    request = await world.submit(other, "B005")
+    advanced = await world.inbox.AdvanceReservationRequest(
+        pb.AdvanceReservationRequestRequest(
+            request_id=rid(), reservation_request_id=request.id, mode=pb.ADVANCE_MODE_RESERVE_AND_DELIVER
+        )
+    )
+    assert advanced.reservation.status == rpb.RESERVATION_STATUS_FULFILLED
+    assert advanced.reservation_request.advance_mode == pb.ADVANCE_MODE_RESERVE_AND_DELIVER
+    item = (await world.circulation.GetItem(rpb.GetItemRequest(item_barcode="B005"))).item
+    assert item.state == rpb.ITEM_STATE_ON_LOAN and item.borrower_patron_id == other
+
 
 async def test_diagram_2_item_on_loan_waits_for_its_return_then_is_ready(world: World) -> None:
     borrower = await world.enrolled_patron("Bianchi")
@@ -108,17 +121,3 @@ async def test_diagram_3_the_patron_sees_a_reservation_only_after_the_advance(wo
         pb.INBOX_EVENT_KIND_ADVANCE_STARTED,
         pb.INBOX_EVENT_KIND_RESERVATION_CREATED,
     ]
-
-
-async def test_reserve_and_deliver_checks_the_item_out_at_once(world: World) -> None:
-    patron = await world.enrolled_patron()
-    request = await world.submit(patron, "B005")
-    advanced = await world.inbox.AdvanceReservationRequest(
-        pb.AdvanceReservationRequestRequest(
-            request_id=rid(), reservation_request_id=request.id, mode=pb.ADVANCE_MODE_RESERVE_AND_DELIVER
-        )
-    )
-    assert advanced.reservation.status == rpb.RESERVATION_STATUS_FULFILLED
-    assert advanced.reservation_request.advance_mode == pb.ADVANCE_MODE_RESERVE_AND_DELIVER
-    item = (await world.circulation.GetItem(rpb.GetItemRequest(item_barcode="B005"))).item
-    assert item.state == rpb.ITEM_STATE_ON_LOAN and item.borrower_patron_id == patron
