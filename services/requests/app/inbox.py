@@ -133,11 +133,6 @@ class Inbox:
                     a.borrower_patron_id = ""
         return found
 
-    async def _own_request(self, request_id: str, principal: auth.Principal) -> ReservationRequest:
-        found = await self.db.read(repo.get, request_id)
-        _check_owner(found, principal)
-        return found
-
     # --- R1 submit, read, withdraw -------------------------------------------------------------------
 
     async def submit(
@@ -190,14 +185,12 @@ class Inbox:
                 description="is required (the patron has no home branch)",
                 reason="REQUIRED",
             )
-        clean = pb.SubmitReservationRequestRequest()
-        clean.CopyFrom(request)
-        clean.item_barcode = barcode
         facts = uc.SubmitFacts(standing=standing, item=item, reservations=list(reservations))
         return await self._write(
             uc.submit,
             self.tables,
-            clean,
+            request,
+            item_barcode=barcode,
             patron_id=patron_id,
             pickup_branch=pickup,
             facts=facts,
@@ -295,6 +288,7 @@ class Inbox:
         try:
             feed = _Feed(request.after_event_id or await self.db.read(repo.last_event_id))
             while True:
+                wake.clear()  # before reading: a commit after the read wakes the wait below at once
                 events = await self.db.read(repo.events_after, feed.cursor, 200)
                 fresh = feed.accept(events)
                 if fresh:
@@ -315,7 +309,6 @@ class Inbox:
                                 ),
                             )
                 if len(events) < 200:
-                    wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout=self.watch_poll)
         finally:
@@ -385,7 +378,7 @@ class Inbox:
                     "RESERVATIONS_UNAVAILABLE",
                     "the reservations service cannot be reached; the advance is recorded and completes when "
                     "you retry with the same request_id (or by itself shortly)",
-                    metadata={"reservation_request_id": found.id},
+                    metadata={"reservation_request_id": found.id, "peer_code": exc.code().name},
                 ) from exc
             why = peer_reason(exc) or exc.code().name
             await self._write(uc.refuse_advance, found.id, why=why, now=self.clock.now())

@@ -97,6 +97,7 @@ def submit(
     t: Tables,
     request: pb.SubmitReservationRequestRequest,
     *,
+    item_barcode: str,
     patron_id: str,
     pickup_branch: str,
     facts: SubmitFacts,
@@ -115,13 +116,13 @@ def submit(
         item = facts.item
         check_can_request(
             facts.standing.facts,
-            ItemSituation(request.item_barcode, item.exists, item.borrower_patron_id),
+            ItemSituation(item_barcode, item.exists, item.borrower_patron_id),
             activity,
         )
         created = ReservationRequest.submit(
             id=new_id(),
             patron_id=patron_id,
-            item_barcode=request.item_barcode,
+            item_barcode=item_barcode,
             pickup_branch=pickup_branch,
             note=request.note.strip(),
             actor=actor,
