@@ -112,3 +112,65 @@ async def test_the_same_request_id_sent_concurrently_makes_one_reservation(desk:
     again = await desk.service_reservations.CreateReservation(request)
     assert again.reservation.id == replies[0].reservation.id
     assert again.reservation.status == pb.RESERVATION_STATUS_READY_FOR_PICKUP
+
+
+async def test_the_schema_itself_refuses_a_second_ready_or_a_duplicate_position(desk: Desk) -> None:
+    """Defence in depth: even a buggy writer cannot put two patrons at one place in the queue."""
+    import pytest
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError
+
+    from services.reservations.store.tables import reservations
+
+    await desk.check_out("borrower", "B002")
+    first = await desk.reserve("p1", "B002")
+    await desk.reserve("p2", "B001")
+    now = desk.stack.clock.now()
+    base = {
+        "pickup_branch": "CEN",
+        "origin": "DESK",
+        "status_reason": "",
+        "created_at": now,
+        "auto_expire": True,
+        "note": "",
+        "patron_card_barcode": "",
+        "pickup_period_days": 7,
+        "version": 1,
+    }
+    db = desk.stack.runtime("reservations").db
+    clashes = [
+        {
+            "id": rid(),
+            "patron_id": "x1",
+            "item_barcode": "B002",
+            "status": "WAITING_FOR_RETURN",
+            "queue_seq": 99,
+            "queue_position": first.queue_position,
+        },
+        {
+            "id": rid(),
+            "patron_id": "x2",
+            "item_barcode": "B001",
+            "status": "READY_FOR_PICKUP",
+            "queue_seq": 99,
+        },
+        {
+            "id": rid(),
+            "patron_id": "p1",
+            "item_barcode": "B002",
+            "status": "WAITING_FOR_RETURN",
+            "queue_seq": 98,
+            "queue_position": 7,
+        },
+        {
+            "id": rid(),
+            "patron_id": "x3",
+            "item_barcode": "B002",
+            "status": "READY_FOR_PICKUP",
+            "queue_seq": 97,
+            "queue_position": 3,
+        },
+    ]
+    for row in clashes:
+        with pytest.raises(IntegrityError):
+            db.write_sync(lambda s, row=row: s.execute(insert(reservations).values(**base, **row)))
