@@ -200,6 +200,10 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
 
     async def RetryMessage(self, request: pb.RetryMessageRequest, context: grpc.aio.ServicerContext) -> Any:
         principal = require_staff()
+        replay = bool(request.request_id) and await self.db.read(
+            repo.stored_answer_exists, "RetryMessage", request.request_id
+        )
+        contact = None if replay else await self.messages.current_contact(request.id.strip())
 
         def work(session: Any) -> pb.RetryMessageResponse:
             return self._idempotent(
@@ -207,7 +211,7 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
                 "RetryMessage",
                 request,
                 lambda: pb.RetryMessageResponse(
-                    message=message_pb(self.messages.retry(session, request.id.strip(), principal))
+                    message=message_pb(self.messages.retry(session, request.id.strip(), principal, contact))
                 ),
                 pb.RetryMessageResponse,
             )

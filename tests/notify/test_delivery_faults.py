@@ -104,6 +104,30 @@ async def test_permanent_refusal_fails_at_once_with_the_server_reply(notify_env:
     assert notify_env.smtp.received == []
 
 
+async def test_after_a_bounce_the_corrected_address_gets_the_retry(notify_env: NotifyEnv) -> None:
+    from dataclasses import replace
+
+    from .conftest import CONTACTS
+
+    notify_env.smtp.refuse["nobody@example.org"] = "550 5.1.1 No such user here"
+    message = await notify_env.send(
+        request_id="fix:1", patron_id=BOUNCE, template_key="free_message", body="x"
+    )
+    await notify_env.until(message.id, pb.MESSAGE_STATUS_FAILED)
+    original = CONTACTS[BOUNCE]
+    CONTACTS[BOUNCE] = replace(original, email="anna.verdi@example.org")  # the desk corrects the record
+    try:
+        retried = await notify_env.stub().RetryMessage(
+            pb.RetryMessageRequest(request_id="fix-r", id=message.id)
+        )
+    finally:
+        CONTACTS[BOUNCE] = original
+    assert retried.message.recipient == "anna.verdi@example.org"
+    await notify_env.until(message.id, pb.MESSAGE_STATUS_SENT)
+    assert notify_env.smtp.envelopes[0][1] == ["anna.verdi@example.org"]
+    assert notify_env.smtp.received[0]["Message-ID"].strip() == message.message_id_header
+
+
 async def test_cancelled_message_is_never_delivered(notify_env: NotifyEnv) -> None:
     notify_env.smtp.stop()
     message = await notify_env.send(request_id="c:1", patron_id=MARIA, template_key="free_message", body="x")

@@ -156,7 +156,8 @@ class NotifyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RetryMessage(self, request, context):
-        """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID).
+        """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID). The patron's
+        contact is read again, so after a bounce the retry goes to the corrected address.
         Refused (FAILED_PRECONDITION, SECRETS_WIPED) for a message whose secret variables were
         already wiped: issue new credentials instead.
         """

@@ -58,7 +58,8 @@ class NotifyServiceStub:
     ListMessages: _grpc.UnaryUnaryMultiCallable[_notify_pb2.ListMessagesRequest, _notify_pb2.ListMessagesResponse]
     """Lists messages, newest first (N2: a patron's message history). Patrons see only their own."""
     RetryMessage: _grpc.UnaryUnaryMultiCallable[_notify_pb2.RetryMessageRequest, _notify_pb2.RetryMessageResponse]
-    """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID).
+    """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID). The patron's
+    contact is read again, so after a bounce the retry goes to the corrected address.
     Refused (FAILED_PRECONDITION, SECRETS_WIPED) for a message whose secret variables were
     already wiped: issue new credentials instead.
     """
@@ -115,7 +116,8 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     ListMessages: _aio.UnaryUnaryMultiCallable[_notify_pb2.ListMessagesRequest, _notify_pb2.ListMessagesResponse]  # type: ignore[assignment]
     """Lists messages, newest first (N2: a patron's message history). Patrons see only their own."""
     RetryMessage: _aio.UnaryUnaryMultiCallable[_notify_pb2.RetryMessageRequest, _notify_pb2.RetryMessageResponse]  # type: ignore[assignment]
-    """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID).
+    """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID). The patron's
+    contact is read again, so after a bounce the retry goes to the corrected address.
     Refused (FAILED_PRECONDITION, SECRETS_WIPED) for a message whose secret variables were
     already wiped: issue new credentials instead.
     """
@@ -193,7 +195,8 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notify_pb2.RetryMessageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notify_pb2.RetryMessageResponse, _abc.Awaitable[_notify_pb2.RetryMessageResponse]]:
-        """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID).
+        """Puts a FAILED message back in the queue with a fresh retry budget (same Message-ID). The patron's
+        contact is read again, so after a bounce the retry goes to the corrected address.
         Refused (FAILED_PRECONDITION, SECRETS_WIPED) for a message whose secret variables were
         already wiped: issue new credentials instead.
         """

@@ -120,18 +120,7 @@ class MessageService:
         if existing is not None:
             return _same_request(existing, cmd)
         contact = await self.contacts.contact(cmd.patron_id)
-        if not contact.email:
-            raise Conflict(
-                f"patron {cmd.patron_id} has no e-mail address: tell them by phone or at the desk",
-                reason="NO_EMAIL_ADDRESS",
-                metadata={"patron_id": cmd.patron_id},
-            )
-        if not valid_address(contact.email):
-            raise Conflict(
-                f"patron {cmd.patron_id}'s e-mail address {contact.email!r} is not valid: correct the record",
-                reason="INVALID_EMAIL_ADDRESS",
-                metadata={"patron_id": cmd.patron_id},
-            )
+        _check_address(contact)
         language = cmd.language or (contact.language if contact.language in LANGUAGES else "")
         language = language or self.config.default_language
         now = self.clock.now()
@@ -250,21 +239,31 @@ class MessageService:
 
     # --- staff actions (sync: run inside the servicer's idempotent transaction) ------------------
 
-    def retry(self, session: Session, message_id: str, principal: Principal) -> repo.MessageRecord:
+    async def current_contact(self, message_id: str) -> PatronContact:
+        """The patron's contact now: a retry goes to the corrected address, not the one that bounced."""
+        if not message_id.strip():
+            raise InvalidInput("is required", field="id")
+        record = await self.db.read(repo.get_message, message_id)
+        if record is None:
+            raise NotFound(f"no message {message_id}", reason="MESSAGE_NOT_FOUND")
+        contact = await self.contacts.contact(record.patron_id)
+        _check_address(contact)
+        return contact
+
+    def retry(
+        self, session: Session, message_id: str, principal: Principal, contact: PatronContact | None = None
+    ) -> repo.MessageRecord:
         record = _load_for_update(session, message_id)
         before = record.delivery.status
         now = self.clock.now()
         record.delivery.retry(now, secrets_wiped=record.secrets_wiped)
         repo.save_delivery(session, record, now, wipe_secrets=False)
-        repo.record_event(
-            session,
-            record.id,
-            now,
-            before,
-            record.delivery.status,
-            Transition.RETRIED.value,
-            _actor(principal),
-        )
+        reason = Transition.RETRIED.value
+        if contact is not None and contact.email != record.recipient:
+            reason += f" (address changed from {record.recipient})"
+            record.recipient, record.recipient_name = contact.email, contact.greeting_name
+            repo.update_recipient(session, record.id, record.recipient, record.recipient_name)
+        repo.record_event(session, record.id, now, before, record.delivery.status, reason, _actor(principal))
         return record
 
     def cancel(
@@ -285,6 +284,21 @@ class MessageService:
             _actor(principal),
         )
         return record
+
+
+def _check_address(contact: PatronContact) -> None:
+    if not contact.email:
+        raise Conflict(
+            f"patron {contact.patron_id} has no e-mail address: tell them by phone or at the desk",
+            reason="NO_EMAIL_ADDRESS",
+            metadata={"patron_id": contact.patron_id},
+        )
+    if not valid_address(contact.email):
+        raise Conflict(
+            f"patron {contact.patron_id}'s e-mail address {contact.email!r} is not valid: correct the record",
+            reason="INVALID_EMAIL_ADDRESS",
+            metadata={"patron_id": contact.patron_id},
+        )
 
 
 def _load_for_update(session: Session, message_id: str) -> repo.MessageRecord:

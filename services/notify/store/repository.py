@@ -231,6 +231,20 @@ def save_delivery(session: Session, m: MessageRecord, now: datetime, *, wipe_sec
     session.execute(update(t.messages).where(t.messages.c.id == m.id).values(**values))
 
 
+def update_recipient(session: Session, message_id: str, recipient: str, recipient_name: str) -> None:
+    session.execute(
+        update(t.messages)
+        .where(t.messages.c.id == message_id)
+        .values(recipient=recipient, recipient_name=recipient_name)
+    )
+
+
+def stored_answer_exists(session: Session, method: str, request_id: str) -> bool:
+    key = f"{method}:{request_id}"
+    c = t.idempotency_keys.c
+    return session.execute(select(c.key).where(c.key == key)).first() is not None
+
+
 def get_message(session: Session, message_id: str, *, for_update: bool = False) -> MessageRecord | None:
     query = select(t.messages).where(t.messages.c.id == message_id)
     if for_update and session.get_bind().dialect.name == "postgresql":
