@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import grpc
@@ -244,3 +245,27 @@ async def test_the_inbox_filters_orders_and_pages(world: World) -> None:
         )
         assert error_fields(err) == ["page_token"]
     assert seen == [older.id, r2.id, r3.id, r4.id]
+
+
+async def test_submissions_at_the_same_moment_respect_the_rules(world: World) -> None:
+    patron = await world.enrolled_patron()
+    me = world.as_patron(patron)
+
+    def ask(barcode: str) -> object:
+        return me.SubmitReservationRequest(
+            pb.SubmitReservationRequestRequest(request_id=rid(), item_barcode=barcode)
+        )
+
+    # The same item twice (two browser tabs): one request.
+    results = await asyncio.gather(ask("B001"), ask("B001"), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(errors) == 1 and error_reason(errors[0]) == "ALREADY_REQUESTED", results
+
+    # Four more items at once with room for two more (the category allows 3): exactly two pass.
+    results = await asyncio.gather(
+        *(ask(b) for b in ("B002", "B003", "B004", "B005")), return_exceptions=True
+    )
+    errors = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(errors) == 2 and {error_reason(e) for e in errors} == {"RESERVATION_LIMIT_REACHED"}, results
+    listed = await world.inbox.ListReservationRequests(pb.ListReservationRequestsRequest(patron_id=patron))
+    assert len(listed.reservation_requests) == 3
