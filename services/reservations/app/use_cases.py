@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from bibliodesk.runtime.clock import Clock
@@ -519,10 +519,6 @@ def notice_still_relevant(session: Session, reservation_id: str, kind: str) -> b
 
 
 # --- reads ---------------------------------------------------------------------------------------
-
-
-def item_exists(session: Session, barcode: str) -> bool:
-    return session.execute(select(items.c.barcode).where(items.c.barcode == barcode)).first() is not None
 
 
 @dataclass

@@ -491,16 +491,6 @@ def count_open_loans(session: Session, patron_id: str) -> int:
     )
 
 
-def item_titles(session: Session, barcodes: Iterable[str]) -> dict[str, tuple[str, str]]:
-    wanted = list(set(barcodes))
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(items.c.barcode, items.c.title, items.c.author).where(items.c.barcode.in_(wanted))
-    )
-    return {r.barcode: (r.title, r.author) for r in rows}
-
-
 def existing_items(session: Session, barcodes: Iterable[str]) -> dict[str, Row[Any]]:
     wanted = list(barcodes)
     found: dict[str, Row[Any]] = {}
