@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bibliodesk.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.requests.domain.model import (
+    FINAL_STATUSES,
     TRANSITIONS,
     AdvanceMode,
     CutReason,
@@ -210,3 +213,60 @@ def test_submission_starts_the_history() -> None:
     )
     assert r.status is RequestStatus.PENDING and r.item_title == "Il nome della rosa"
     assert r.history[0].event is RequestEvent.SUBMITTED and r.history[0].source is None
+
+
+OPERATIONS = (
+    "advance_k1",
+    "advance_k2",
+    "complete",
+    "refuse",
+    "cut",
+    "cut_confirmed",
+    "withdraw",
+    "notice",
+    "notice_failed",
+)
+
+
+@given(st.lists(st.sampled_from(OPERATIONS), max_size=12))
+def test_any_sequence_of_desk_actions_keeps_the_request_sound(ops: list[str]) -> None:
+    r = make_request()
+    final_seen: RequestStatus | None = None
+    for i, op in enumerate(ops):
+        now = NOW + timedelta(minutes=i)
+        before = (r.status, len(r.history), r.notice_sent_at)
+        try:
+            if op.startswith("advance"):
+                r.start_advance(AdvanceMode.RESERVE, "op", now, key=op[-2:])
+            elif op == "complete":
+                r.complete_advance(f"res-{i}", now)
+            elif op == "refuse":
+                r.refuse_advance("ITEM_NOT_AVAILABLE", now)
+            elif op.startswith("cut"):
+                r.cut(
+                    CutReason.ITEM_MISSING,
+                    "",
+                    "op",
+                    now,
+                    notice_with_cut=False,
+                    confirm_without_notice=op == "cut_confirmed",
+                )
+            elif op == "withdraw":
+                r.withdraw("patron", now)
+            elif op == "notice":
+                r.record_notice("op", now)
+            else:
+                r.notice_failed("NO_EMAIL_ADDRESS", now)
+        except (FailedPrecondition, InvalidArgument):
+            assert (r.status, len(r.history), r.notice_sent_at) == before  # a refusal changes nothing
+        if final_seen is not None:
+            assert r.status is final_seen  # a closed request never moves again
+        elif r.status in FINAL_STATUSES:
+            final_seen = r.status
+        assert (r.status is RequestStatus.ADVANCED) == bool(r.reservation_id)
+        assert r.can_send_notice == (
+            r.notice_sent_at is None and r.status not in {RequestStatus.CUT, RequestStatus.WITHDRAWN}
+        )
+        notices = sum(h.event is RequestEvent.NOTICE_SENT for h in r.history)
+        failures = sum(h.event is RequestEvent.NOTICE_FAILED for h in r.history)
+        assert notices - failures == (1 if r.notice_sent_at else 0)  # at most one notice stands
