@@ -18,24 +18,111 @@ from .store import tables
 log = logging.getLogger(__name__)
 
 CATEGORIES = (
-    Category("ADULT", "Adulti", loan_limit=10, reservation_limit=5, enrollment_period_months=12,
-             pickup_period_days=7),
-    Category("YOUNG", "Ragazzi (under 14)", loan_limit=5, reservation_limit=3, enrollment_period_months=12,
-             pickup_period_days=10),
+    Category(
+        "ADULT",
+        "Adulti",
+        loan_limit=10,
+        reservation_limit=5,
+        enrollment_period_months=12,
+        pickup_period_days=7,
+    ),
+    Category(
+        "YOUNG",
+        "Ragazzi (under 14)",
+        loan_limit=5,
+        reservation_limit=3,
+        enrollment_period_months=12,
+        pickup_period_days=10,
+    ),
 )
 
 PEOPLE = (
     # Two namesakes "Rossi Mario": told apart by birth data and origin (P2).
-    ("WEB", DetailsInput("Mario", "Rossi", "1971-03-14", "Milano", "Via Roma 12", "20121", "Milano", "MI", "IT",
-                         "mario.rossi71@example.org", "+39 02 1234567", "CEN")),
-    ("DESK", DetailsInput("Mario", "Rossi", "1985-11-02", "Napoli", "Corso Garibaldi 8", "80142", "Napoli", "NA",
-                          "IT", "", "+39 081 7654321", "CEN")),
-    ("WEB", DetailsInput("Nicolò", "D'Angelo", "1990-04-12", "Bari", "Via Sparano 3", "70121", "Bari", "BA", "IT",
-                         "nicolo.dangelo@example.org", "", "CEN")),
-    ("WEB", DetailsInput("Giulia", "De Luca", "2001-07-30", "Torino", "Via Po 45", "10124", "Torino", "TO", "IT",
-                         "giulia.deluca@example.org", "", "NORD")),
-    ("DESK", DetailsInput("Anna", "Bianchi", "1960-01-20", "Roma", "Via Appia 101", "00179", "Roma", "RM", "IT",
-                          "anna.bianchi@example.org", "", "CEN")),
+    (
+        "WEB",
+        DetailsInput(
+            "Mario",
+            "Rossi",
+            "1971-03-14",
+            "Milano",
+            "Via Roma 12",
+            "20121",
+            "Milano",
+            "MI",
+            "IT",
+            "mario.rossi71@example.org",
+            "+39 02 1234567",
+            "CEN",
+        ),
+    ),
+    (
+        "DESK",
+        DetailsInput(
+            "Mario",
+            "Rossi",
+            "1985-11-02",
+            "Napoli",
+            "Corso Garibaldi 8",
+            "80142",
+            "Napoli",
+            "NA",
+            "IT",
+            "",
+            "+39 081 7654321",
+            "CEN",
+        ),
+    ),
+    (
+        "WEB",
+        DetailsInput(
+            "Nicolò",
+            "D'Angelo",
+            "1990-04-12",
+            "Bari",
+            "Via Sparano 3",
+            "70121",
+            "Bari",
+            "BA",
+            "IT",
+            "nicolo.dangelo@example.org",
+            "",
+            "CEN",
+        ),
+    ),
+    (
+        "WEB",
+        DetailsInput(
+            "Giulia",
+            "De Luca",
+            "2001-07-30",
+            "Torino",
+            "Via Po 45",
+            "10124",
+            "Torino",
+            "TO",
+            "IT",
+            "giulia.deluca@example.org",
+            "",
+            "NORD",
+        ),
+    ),
+    (
+        "DESK",
+        DetailsInput(
+            "Anna",
+            "Bianchi",
+            "1960-01-20",
+            "Roma",
+            "Via Appia 101",
+            "00179",
+            "Roma",
+            "RM",
+            "IT",
+            "anna.bianchi@example.org",
+            "",
+            "CEN",
+        ),
+    ),
 )
 
 
@@ -47,12 +134,17 @@ async def load(rt: ServiceRuntime) -> None:
             return 0
         now = rt.clock.now()
         for category in CATEGORIES:
-            if session.execute(select(tables.categories.c.code).where(
-                    tables.categories.c.code == category.code)).first() is None:
+            if (
+                session.execute(
+                    select(tables.categories.c.code).where(tables.categories.c.code == category.code)
+                ).first()
+                is None
+            ):
                 uc.create_category(session, category, now=now)
         for origin, form in PEOPLE:
-            details = validate_details(form, today=rt.clock.today(), email_required=origin == "WEB",
-                                       branches=frozenset())
+            details = validate_details(
+                form, today=rt.clock.today(), email_required=origin == "WEB", branches=frozenset()
+            )
             if origin == "WEB":
                 uc.pre_register(session, cfg, details, consent=True, client="demo", now=now)
             else:

@@ -40,8 +40,11 @@ async def setup(rt: ServiceRuntime) -> None:
         extra_keys.append(Path(rt.settings.token_public_key_file).read_text())
     patrons = PatronServicer(rt, cfg, identity)
     rt.add_service(patrons_pb2_grpc.add_PatronServiceServicer_to_server, patrons, _PATRONS)
-    rt.add_service(identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-                   IdentityServicer(rt, cfg, identity, extra_keys), _IDENTITY)
+    rt.add_service(
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+        IdentityServicer(rt, cfg, identity, extra_keys),
+        _IDENTITY,
+    )
     rt.state.update(config=cfg, identity=identity, signer=signer, patrons=patrons)
 
     async def send_credentials(payload: dict[str, Any], key: str) -> None:
@@ -50,12 +53,21 @@ async def setup(rt: ServiceRuntime) -> None:
         stub = notify_pb2_grpc.NotifyServiceStub(rt.peers.channel("notify"))
         password = identity.temporary_password(payload["issue_id"])
         try:
-            await stub.SendMessage(notify_pb2.SendMessageRequest(
-                request_id=key, patron_id=payload["patron_id"], template_key="credentials",
-                variables={"username": payload["username"], "expires_on": payload["expires_on"],
-                           "login_url": rt.settings.get("OPAC_LOGIN_URL", "")},
-                secret_variables={"password": password}, reference=f"patron:{payload['patron_id']}",
-            ), timeout=15)
+            await stub.SendMessage(
+                notify_pb2.SendMessageRequest(
+                    request_id=key,
+                    patron_id=payload["patron_id"],
+                    template_key="credentials",
+                    variables={
+                        "username": payload["username"],
+                        "expires_on": payload["expires_on"],
+                        "login_url": rt.settings.get("OPAC_LOGIN_URL", ""),
+                    },
+                    secret_variables={"password": password},
+                    reference=f"patron:{payload['patron_id']}",
+                ),
+                timeout=15,
+            )
         except FailedPrecondition as exc:  # pragma: no cover - peers raise grpc errors, not ours
             raise PermanentFailure(str(exc)) from exc
 
@@ -74,10 +86,14 @@ MODULE = ServiceModule(
     metadata=tables.metadata,
     migrations=Path(__file__).parent / "store" / "migrations",
     setup=setup,
-    public_methods=frozenset({
-        f"/{_IDENTITY}/LogIn", f"/{_IDENTITY}/IssueServiceToken", f"/{_IDENTITY}/GetTokenKeys",
-        f"/{_PATRONS}/PreRegisterPatron",
-    }),
+    public_methods=frozenset(
+        {
+            f"/{_IDENTITY}/LogIn",
+            f"/{_IDENTITY}/IssueServiceToken",
+            f"/{_IDENTITY}/GetTokenKeys",
+            f"/{_PATRONS}/PreRegisterPatron",
+        }
+    ),
     temporary_credentials_methods=frozenset({f"/{_IDENTITY}/ChangeCredentials", f"/{_IDENTITY}/LogOut"}),
     load_demo=load_demo,
 )

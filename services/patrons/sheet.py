@@ -16,14 +16,18 @@ from bibliodesk.patrons.v1 import patrons_pb2 as pb
 
 from .app.config import PatronsConfig
 
-_DOCS = {pb.DOCUMENT_TYPE_IDENTITY_CARD: "Carta d'identità / Identity card", pb.DOCUMENT_TYPE_PASSPORT: "Passaporto / Passport",
-         pb.DOCUMENT_TYPE_DRIVING_LICENCE: "Patente / Driving licence",
-         pb.DOCUMENT_TYPE_RESIDENCE_PERMIT: "Permesso di soggiorno / Residence permit",
-         pb.DOCUMENT_TYPE_OTHER: "Altro / Other"}
+_DOCS = {
+    pb.DOCUMENT_TYPE_IDENTITY_CARD: "Carta d'identità / Identity card",
+    pb.DOCUMENT_TYPE_PASSPORT: "Passaporto / Passport",
+    pb.DOCUMENT_TYPE_DRIVING_LICENCE: "Patente / Driving licence",
+    pb.DOCUMENT_TYPE_RESIDENCE_PERMIT: "Permesso di soggiorno / Residence permit",
+    pb.DOCUMENT_TYPE_OTHER: "Altro / Other",
+}
 
 
-def render_sheet(patron: pb.Patron, cfg: PatronsConfig, *, credentials: pb.TemporaryCredentials | None,
-                 tz: ZoneInfo) -> bytes:
+def render_sheet(
+    patron: pb.Patron, cfg: PatronsConfig, *, credentials: pb.TemporaryCredentials | None, tz: ZoneInfo
+) -> bytes:
     buffer = io.BytesIO()
     c = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
     c.setTitle(f"Scheda utente {patron.display_name}")
@@ -50,7 +54,10 @@ def render_sheet(patron: pb.Patron, cfg: PatronsConfig, *, credentials: pb.Tempo
         ("Nazionalità / Nationality", patron.nationality or "—"),
         ("Zona / Zone", patron.zone or "—"),
         ("Profilo / Category", patron.category_code or "—"),
-        ("Iscrizione / Enrolled", f"{patron.enrollment_date or '—'}  →  {patron.enrollment_expiry_date or '—'}"),
+        (
+            "Iscrizione / Enrolled",
+            f"{patron.enrollment_date or '—'}  →  {patron.enrollment_expiry_date or '—'}",
+        ),
         ("Sede di riferimento / Home branch", patron.home_branch or "—"),
     ]
     for label, value in rows:
@@ -85,11 +92,17 @@ def render_sheet(patron: pb.Patron, cfg: PatronsConfig, *, credentials: pb.Tempo
         c.drawString(left + 35 * mm, y - 21 * mm, credentials.temporary_password)
         c.setFont("Helvetica", 9)
         expires = credentials.expires_at.ToDatetime().replace(tzinfo=ZoneInfo("UTC")).astimezone(tz)
-        c.drawString(left + 5 * mm, y - 29 * mm,
-                     f"Valide fino al / Valid until {expires:%Y-%m-%d %H:%M}. Al primo accesso scegli username e "
-                     "password personali.")
-        c.drawString(left + 5 * mm, y - 34 * mm,
-                     "At first log-in you will choose your own username and password. Keep this sheet private.")
+        c.drawString(
+            left + 5 * mm,
+            y - 29 * mm,
+            f"Valide fino al / Valid until {expires:%Y-%m-%d %H:%M}. Al primo accesso scegli username e "
+            "password personali.",
+        )
+        c.drawString(
+            left + 5 * mm,
+            y - 34 * mm,
+            "At first log-in you will choose your own username and password. Keep this sheet private.",
+        )
     c.setFont("Helvetica", 8)
     c.setFillColor(colors.grey)
     c.drawString(left, 12 * mm, f"Codice utente / Patron id: {patron.id}")

@@ -44,7 +44,9 @@ async def log_in(stack: Any, username: str, password: str) -> ipb.LogInResponse:
 
 def client(stack: Any, token: str) -> Desk:
     channel = stack.channel("patrons", token)
-    return Desk(patrons_pb2_grpc.PatronServiceStub(channel), identity_pb2_grpc.IdentityServiceStub(channel), token)
+    return Desk(
+        patrons_pb2_grpc.PatronServiceStub(channel), identity_pb2_grpc.IdentityServiceStub(channel), token
+    )
 
 
 async def admin(stack: Any) -> Desk:
@@ -54,25 +56,47 @@ async def admin(stack: Any) -> Desk:
 async def operator(stack: Any, username: str = "operatore1", branch: str = "CEN") -> Desk:
     """An admin creates an operator account; the operator sets a password at first log-in."""
     boss = await admin(stack)
-    created = await boss.identity.CreateStaffAccount(ipb.CreateStaffAccountRequest(
-        request_id=rid(), username=username, display_name="Laura Operatrice",
-        roles=[ipb.STAFF_ROLE_OPERATOR], branch=branch))
+    created = await boss.identity.CreateStaffAccount(
+        ipb.CreateStaffAccountRequest(
+            request_id=rid(),
+            username=username,
+            display_name="Laura Operatrice",
+            roles=[ipb.STAFF_ROLE_OPERATOR],
+            branch=branch,
+        )
+    )
     first = await log_in(stack, username, created.one_time_password)
     assert first.must_change_credentials
-    changed = await client(stack, first.access_token).identity.ChangeCredentials(ipb.ChangeCredentialsRequest(
-        new_password="banco-prestiti-2026", current_password=created.one_time_password))
+    changed = await client(stack, first.access_token).identity.ChangeCredentials(
+        ipb.ChangeCredentialsRequest(
+            new_password="banco-prestiti-2026", current_password=created.one_time_password
+        )
+    )
     return client(stack, changed.access_token)
 
 
-def form(given: str = "Nicolò", surname: str = "D'Angelo", born: str = "1990-04-12", place: str = "Bari",
-         email: str = "nicolo.dangelo@example.org", **changes: Any) -> pb.PatronDetails:
+def form(
+    given: str = "Nicolò",
+    surname: str = "D'Angelo",
+    born: str = "1990-04-12",
+    place: str = "Bari",
+    email: str = "nicolo.dangelo@example.org",
+    **changes: Any,
+) -> pb.PatronDetails:
     details = pb.PatronDetails(
-        given_name=given, surname=surname, birth_date=born, birth_place=place,
+        given_name=given,
+        surname=surname,
+        birth_date=born,
+        birth_place=place,
         address=pb.Address(street="Via Sparano 3", postal_code="70121", city="Bari", province="BA"),
-        email=email, phone="+39 080 1234567", home_branch="CEN", language="it")
+        email=email,
+        phone="+39 080 1234567",
+        home_branch="CEN",
+        language="it",
+    )
     for key, value in changes.items():
         if key.startswith("address_"):
-            setattr(details.address, key[len("address_"):], value)
+            setattr(details.address, key[len("address_") :], value)
         else:
             setattr(details, key, value)
     return details
@@ -80,26 +104,51 @@ def form(given: str = "Nicolò", surname: str = "D'Angelo", born: str = "1990-04
 
 async def pre_register(stack: Any, **kw: Any) -> str:
     public = patrons_pb2_grpc.PatronServiceStub(stack.channel("patrons"))
-    reply = await public.PreRegisterPatron(pb.PreRegisterPatronRequest(
-        request_id=rid(), details=form(**kw), privacy_consent=True))
+    reply = await public.PreRegisterPatron(
+        pb.PreRegisterPatronRequest(request_id=rid(), details=form(**kw), privacy_consent=True)
+    )
     return reply.patron_id
 
 
 async def adult_category(desk: Desk) -> pb.PatronCategory:
-    reply = await desk.patrons.CreatePatronCategory(pb.CreatePatronCategoryRequest(
-        request_id=rid(), category=pb.PatronCategory(
-            code="ADULT", name="Adulti", loan_limit=10, reservation_limit=5, enrollment_period_months=12,
-            pickup_period_days=7, active=True)))
+    reply = await desk.patrons.CreatePatronCategory(
+        pb.CreatePatronCategoryRequest(
+            request_id=rid(),
+            category=pb.PatronCategory(
+                code="ADULT",
+                name="Adulti",
+                loan_limit=10,
+                reservation_limit=5,
+                enrollment_period_months=12,
+                pickup_period_days=7,
+                active=True,
+            ),
+        )
+    )
     return reply.category
 
 
 async def complete_and_enroll(desk: Desk, patron_id: str, *, card: str = "") -> pb.Patron:
     got = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
-    updated = (await desk.patrons.UpdatePatron(pb.UpdatePatronRequest(
-        request_id=rid(), etag=got.etag,
-        patron=pb.Patron(id=patron_id, document_type=pb.DOCUMENT_TYPE_IDENTITY_CARD,
-                         document_number="CA12345AB", zone="Centro", nationality="IT"),
-        update_mask={"paths": ["document_type", "document_number", "zone", "nationality"]}))).patron
-    enrolled = await desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-        request_id=rid(), patron_id=patron_id, etag=updated.etag, category_code="ADULT", card_barcode=card))
+    updated = (
+        await desk.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=got.etag,
+                patron=pb.Patron(
+                    id=patron_id,
+                    document_type=pb.DOCUMENT_TYPE_IDENTITY_CARD,
+                    document_number="CA12345AB",
+                    zone="Centro",
+                    nationality="IT",
+                ),
+                update_mask={"paths": ["document_type", "document_number", "zone", "nationality"]},
+            )
+        )
+    ).patron
+    enrolled = await desk.patrons.EnrollPatron(
+        pb.EnrollPatronRequest(
+            request_id=rid(), patron_id=patron_id, etag=updated.etag, category_code="ADULT", card_barcode=card
+        )
+    )
     return enrolled.patron

@@ -10,8 +10,8 @@ from bibliodesk.patrons.v1 import patrons_pb2 as pb
 from tests.helpers import error_fields, error_reason
 from tests.patrons.support import (
     ADMIN_PASSWORD,
-    adult_category,
     admin,
+    adult_category,
     client,
     complete_and_enroll,
     log_in,
@@ -43,11 +43,14 @@ async def test_p5_temporary_credentials_shown_once_with_the_printed_sheet(stack_
     # A retry (network hiccup) returns the same credentials and changes nothing.
     again = await desk.patrons.IssueTemporaryCredentials(request)
     assert (again.credentials.username, again.credentials.temporary_password) == (
-        creds.username, creds.temporary_password)
+        creds.username,
+        creds.temporary_password,
+    )
     # Issuing again with a new request is refused: that is regeneration (P7).
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await desk.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-            request_id=rid(), patron_id=patron_id))
+        await desk.patrons.IssueTemporaryCredentials(
+            pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=patron_id)
+        )
     assert error_reason(err.value) == "CREDENTIALS_ALREADY_ISSUED"
     # The printable sheet without credentials never carries a password.
     sheet = await desk.patrons.GetPatronSheet(pb.GetPatronSheetRequest(patron_id=patron_id))
@@ -59,16 +62,20 @@ async def test_p5_credentials_need_an_enrolled_patron_and_email_needs_an_address
     desk = await operator(stack)
     patron_id = await pre_register(stack)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await desk.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-            request_id=rid(), patron_id=patron_id))
+        await desk.patrons.IssueTemporaryCredentials(
+            pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=patron_id)
+        )
     assert error_reason(err.value) == "NOT_ENROLLED"
 
 
 async def test_p6_first_log_in_forces_new_username_and_password(stack_factory) -> None:
     stack = await start(stack_factory)
     desk, patron_id = await enrolled_patron(stack)
-    creds = (await desk.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-        request_id=rid(), patron_id=patron_id))).credentials
+    creds = (
+        await desk.patrons.IssueTemporaryCredentials(
+            pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=patron_id)
+        )
+    ).credentials
     first = await log_in(stack, creds.username, creds.temporary_password)
     assert first.must_change_credentials and first.principal.kind == ipb.PRINCIPAL_KIND_PATRON
     home = client(stack, first.access_token)
@@ -86,18 +93,29 @@ async def test_p6_first_log_in_forces_new_username_and_password(stack_factory) -
         ("ni", "lampione verde sul lago", "new_username"),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
-            await home.identity.ChangeCredentials(ipb.ChangeCredentialsRequest(
-                new_username=username, new_password=password, current_password=creds.temporary_password))
+            await home.identity.ChangeCredentials(
+                ipb.ChangeCredentialsRequest(
+                    new_username=username, new_password=password, current_password=creds.temporary_password
+                )
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_fields(err.value) == [field]
     # A username already taken (here: the operator's) is refused.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await home.identity.ChangeCredentials(ipb.ChangeCredentialsRequest(
-            new_username="operatore1", new_password="lampione verde sul lago",
-            current_password=creds.temporary_password))
+        await home.identity.ChangeCredentials(
+            ipb.ChangeCredentialsRequest(
+                new_username="operatore1",
+                new_password="lampione verde sul lago",
+                current_password=creds.temporary_password,
+            )
+        )
     assert error_reason(err.value) == "USERNAME_TAKEN"
-    changed = await home.identity.ChangeCredentials(ipb.ChangeCredentialsRequest(
-        new_username="Nicolo.90", new_password="lampione verde sul lago",
-        current_password=creds.temporary_password))
+    changed = await home.identity.ChangeCredentials(
+        ipb.ChangeCredentialsRequest(
+            new_username="Nicolo.90",
+            new_password="lampione verde sul lago",
+            current_password=creds.temporary_password,
+        )
+    )
     mine = client(stack, changed.access_token)
     me = (await mine.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
     assert me.display_name == "D'Angelo Nicolò" and list(me.possible_duplicates) == []
@@ -122,15 +140,22 @@ async def test_a_patron_cannot_read_or_change_another_patron(stack_factory) -> N
         await patron.patrons.GetPatron(pb.GetPatronRequest(patron_id=other))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await patron.patrons.UpdatePatron(pb.UpdatePatronRequest(
-            request_id=rid(), etag="1", patron=pb.Patron(id=other, zone="x"), update_mask={"paths": ["zone"]}))
+        await patron.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag="1",
+                patron=pb.Patron(id=other, zone="x"),
+                update_mask={"paths": ["zone"]},
+            )
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await patron.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="verdi"))
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await patron.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-            request_id=rid(), patron_id=patron_id))
+        await patron.patrons.IssueTemporaryCredentials(
+            pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=patron_id)
+        )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
     # An operator is not an admin: categories and staff accounts are refused.
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -141,16 +166,25 @@ async def test_a_patron_cannot_read_or_change_another_patron(stack_factory) -> N
 async def test_p7_regeneration_revokes_the_old_password_and_open_sessions(stack_factory) -> None:
     stack = await start(stack_factory)
     desk, patron_id = await enrolled_patron(stack)
-    creds = (await desk.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-        request_id=rid(), patron_id=patron_id))).credentials
+    creds = (
+        await desk.patrons.IssueTemporaryCredentials(
+            pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=patron_id)
+        )
+    ).credentials
     first = await log_in(stack, creds.username, creds.temporary_password)
-    changed = await client(stack, first.access_token).identity.ChangeCredentials(ipb.ChangeCredentialsRequest(
-        new_username="nicolo90", new_password="lampione verde sul lago", current_password=creds.temporary_password))
+    changed = await client(stack, first.access_token).identity.ChangeCredentials(
+        ipb.ChangeCredentialsRequest(
+            new_username="nicolo90",
+            new_password="lampione verde sul lago",
+            current_password=creds.temporary_password,
+        )
+    )
     session = client(stack, changed.access_token)
     await session.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))  # works now
 
-    regenerated = await desk.patrons.RegenerateTemporaryPassword(pb.RegenerateTemporaryPasswordRequest(
-        request_id=rid(), patron_id=patron_id))
+    regenerated = await desk.patrons.RegenerateTemporaryPassword(
+        pb.RegenerateTemporaryPasswordRequest(request_id=rid(), patron_id=patron_id)
+    )
     assert regenerated.credentials.username == "nicolo90"  # the patron's username is kept
     assert regenerated.credentials.temporary_password != creds.temporary_password
     assert regenerated.patron.credentials.state == pb.CREDENTIALS_STATE_TEMPORARY
@@ -182,7 +216,10 @@ async def test_lockout_after_repeated_failures_does_not_reveal_usernames(stack_f
         # Existing or not, the answer is the same: locked.
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await log_in(stack, username, "banco-prestiti-2026")
-        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and error_reason(err.value) == "ACCOUNT_LOCKED"
+        assert (
+            err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            and error_reason(err.value) == "ACCOUNT_LOCKED"
+        )
     stack.runtime("patrons").clock.advance(minutes=16)
     assert (await log_in(stack, "operatore1", "banco-prestiti-2026")).access_token
 
@@ -190,12 +227,16 @@ async def test_lockout_after_repeated_failures_does_not_reveal_usernames(stack_f
 async def test_staff_responses_never_carry_a_password_or_hash(stack_factory) -> None:
     stack = await start(stack_factory)
     desk, patron_id = await enrolled_patron(stack)
-    issued = await desk.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-        request_id=rid(), patron_id=patron_id))
+    issued = await desk.patrons.IssueTemporaryCredentials(
+        pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=patron_id)
+    )
     password = issued.credentials.temporary_password
     first = await log_in(stack, issued.credentials.username, password)
-    await client(stack, first.access_token).identity.ChangeCredentials(ipb.ChangeCredentialsRequest(
-        new_username="nicolo90", new_password="lampione verde sul lago", current_password=password))
+    await client(stack, first.access_token).identity.ChangeCredentials(
+        ipb.ChangeCredentialsRequest(
+            new_username="nicolo90", new_password="lampione verde sul lago", current_password=password
+        )
+    )
     card = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron.card_barcode
     boss = await admin(stack)
     responses = [
@@ -228,10 +269,26 @@ async def test_service_tokens_and_token_keys(stack_factory) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await ident.IssueServiceToken(ipb.IssueServiceTokenRequest(service_name="requests", secret="guess"))
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    token = await ident.IssueServiceToken(ipb.IssueServiceTokenRequest(service_name="requests",
-                                                                       secret=stack.service_secret))
+    token = await ident.IssueServiceToken(
+        ipb.IssueServiceTokenRequest(service_name="requests", secret=stack.service_secret)
+    )
     service = client(stack, token.access_token)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await service.patrons.GetPatronContact(pb.GetPatronContactRequest(patron_id="nope"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     del public
+
+
+async def test_password_spraying_from_one_address_is_slowed_down(stack_factory) -> None:
+    stack = await start(stack_factory, env={"BIBLIODESK_PATRONS_LOGIN_FAILURES_PER_ADDRESS": "4"})
+    await operator(stack)
+    for username in ("anna", "bruno", "carla", "dario"):  # one try each: no username gets locked
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await log_in(stack, username, "Primavera2026")
+        assert error_reason(err.value) == "INVALID_CREDENTIALS"
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await log_in(stack, "operatore1", "banco-prestiti-2026")
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert error_reason(err.value) == "TOO_MANY_LOGIN_ATTEMPTS"
+    stack.runtime("patrons").clock.advance(minutes=16)
+    assert (await log_in(stack, "operatore1", "banco-prestiti-2026")).access_token

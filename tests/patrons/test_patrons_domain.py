@@ -33,18 +33,34 @@ TODAY = date(2026, 12, 3)
 # --- names ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("typed", "stored"), [
-    ("nicolo", "Nicolò"), ("NICOLO", "Nicolò"), ("dangelo", "D'Angelo"), ("d'angelo", "D’Angelo"),
-    ("d angelo", "D'Angelo"), ("deluca", "De Luca"), ("de luca", "Deluca"), ("Muller", "Müller"),
-    ("strasse", "Straße"), ("lucia", "Lucìa"),
-])
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("nicolo", "Nicolò"),
+        ("NICOLO", "Nicolò"),
+        ("dangelo", "D'Angelo"),
+        ("d'angelo", "D’Angelo"),
+        ("d angelo", "D'Angelo"),
+        ("deluca", "De Luca"),
+        ("de luca", "Deluca"),
+        ("Muller", "Müller"),
+        ("strasse", "Straße"),
+        ("lucia", "Lucìa"),
+    ],
+)
 def test_folding_makes_search_accent_case_and_punctuation_insensitive(typed: str, stored: str) -> None:
     assert names.fold(stored).startswith(names.fold(typed))
 
 
 def test_search_key_orders_by_surname_then_given_name_and_prefix_range_is_tight() -> None:
-    keys = sorted([names.search_key("Rossi", "Mario"), names.search_key("Rossini", "Anna"),
-                   names.search_key("Rossi", "Anna"), names.search_key("Ross", "Zoe")])
+    keys = sorted(
+        [
+            names.search_key("Rossi", "Mario"),
+            names.search_key("Rossini", "Anna"),
+            names.search_key("Rossi", "Anna"),
+            names.search_key("Ross", "Zoe"),
+        ]
+    )
     assert keys == ["ross zoe", "rossi anna", "rossi mario", "rossini anna"]
     low, high = names.prefix_range("Rossi")
     assert [k for k in keys if low <= k < high] == ["rossi anna", "rossi mario", "rossini anna"]
@@ -56,9 +72,19 @@ def test_search_key_orders_by_surname_then_given_name_and_prefix_range_is_tight(
 
 
 def good_form(**changes: str) -> DetailsInput:
-    base = dict(given_name="Nicolò", surname="D'Angelo", birth_date="1990-04-12", birth_place="Bari",
-                street="Via Roma 12", postal_code="20121", city="Milano", province="mi",
-                email="Nicolo.DAngelo@Example.IT", phone="+39 02 1234567", home_branch="centrale")
+    base = dict(
+        given_name="Nicolò",
+        surname="D'Angelo",
+        birth_date="1990-04-12",
+        birth_place="Bari",
+        street="Via Roma 12",
+        postal_code="20121",
+        city="Milano",
+        province="mi",
+        email="Nicolo.DAngelo@Example.IT",
+        phone="+39 02 1234567",
+        home_branch="centrale",
+    )
     base.update(changes)
     return DetailsInput(**base)
 
@@ -72,25 +98,28 @@ def test_a_good_form_is_normalised() -> None:
     assert d.home_branch == "CENTRALE" and d.language == "it"
 
 
-@pytest.mark.parametrize(("change", "field", "reason"), [
-    ({"given_name": ""}, "details.given_name", "REQUIRED"),
-    ({"surname": "R0ssi"}, "details.surname", "INVALID"),
-    ({"surname": "x" * 101}, "details.surname", "TOO_LONG"),
-    ({"birth_date": "12/04/1990"}, "details.birth_date", "BAD_FORMAT"),
-    ({"birth_date": "1990-02-30"}, "details.birth_date", "BAD_FORMAT"),
-    ({"birth_date": "2030-01-01"}, "details.birth_date", "OUT_OF_RANGE"),
-    ({"birth_place": ""}, "details.birth_place", "REQUIRED"),
-    ({"street": ""}, "details.address.street", "REQUIRED"),
-    ({"postal_code": "2012"}, "details.address.postal_code", "BAD_FORMAT"),
-    ({"province": "Milano"}, "details.address.province", "BAD_FORMAT"),
-    ({"country_code": "Italy"}, "details.address.country_code", "BAD_FORMAT"),
-    ({"email": "nicolo@"}, "details.email", "BAD_FORMAT"),
-    ({"email": ""}, "details.email", "REQUIRED"),
-    ({"phone": "call me"}, "details.phone", "BAD_FORMAT"),
-    ({"home_branch": "centrale!"}, "details.home_branch", "BAD_FORMAT"),
-    ({"language": "fr"}, "details.language", "UNSUPPORTED"),
-    ({"surname": "Rossi\x00"}, "details.surname", "INVALID"),
-])
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        ({"given_name": ""}, "details.given_name", "REQUIRED"),
+        ({"surname": "R0ssi"}, "details.surname", "INVALID"),
+        ({"surname": "x" * 101}, "details.surname", "TOO_LONG"),
+        ({"birth_date": "12/04/1990"}, "details.birth_date", "BAD_FORMAT"),
+        ({"birth_date": "1990-02-30"}, "details.birth_date", "BAD_FORMAT"),
+        ({"birth_date": "2030-01-01"}, "details.birth_date", "OUT_OF_RANGE"),
+        ({"birth_place": ""}, "details.birth_place", "REQUIRED"),
+        ({"street": ""}, "details.address.street", "REQUIRED"),
+        ({"postal_code": "2012"}, "details.address.postal_code", "BAD_FORMAT"),
+        ({"province": "Milano"}, "details.address.province", "BAD_FORMAT"),
+        ({"country_code": "Italy"}, "details.address.country_code", "BAD_FORMAT"),
+        ({"email": "nicolo@"}, "details.email", "BAD_FORMAT"),
+        ({"email": ""}, "details.email", "REQUIRED"),
+        ({"phone": "call me"}, "details.phone", "BAD_FORMAT"),
+        ({"home_branch": "centrale!"}, "details.home_branch", "BAD_FORMAT"),
+        ({"language": "fr"}, "details.language", "UNSUPPORTED"),
+        ({"surname": "Rossi\x00"}, "details.surname", "INVALID"),
+    ],
+)
 def test_each_bad_field_is_named(change: dict[str, str], field: str, reason: str) -> None:
     with pytest.raises(InvalidArgument) as err:
         validate_details(good_form(**change), today=TODAY, email_required=True)
@@ -99,16 +128,24 @@ def test_each_bad_field_is_named(change: dict[str, str], field: str, reason: str
 
 def test_every_bad_field_is_reported_at_once() -> None:
     with pytest.raises(InvalidArgument) as err:
-        validate_details(good_form(given_name="", email="bad", postal_code="x"), today=TODAY,
-                         email_required=True)
+        validate_details(
+            good_form(given_name="", email="bad", postal_code="x"), today=TODAY, email_required=True
+        )
     assert {v.field for v in err.value.violations} == {
-        "details.given_name", "details.email", "details.address.postal_code"}
+        "details.given_name",
+        "details.email",
+        "details.address.postal_code",
+    }
 
 
 def test_unknown_branch_is_refused_when_the_library_lists_its_branches() -> None:
     with pytest.raises(InvalidArgument) as err:
-        validate_details(good_form(home_branch="NORD"), today=TODAY, email_required=True,
-                         branches=frozenset({"CENTRALE", "SUD"}))
+        validate_details(
+            good_form(home_branch="NORD"),
+            today=TODAY,
+            email_required=True,
+            branches=frozenset({"CENTRALE", "SUD"}),
+        )
     assert err.value.violations[0].field == "details.home_branch"
 
 
@@ -154,9 +191,16 @@ def test_rfid_uid_is_normalised() -> None:
 
 
 def make_patron(**changes: object) -> Patron:
-    p = Patron(id="p1", origin=Origin.WEB, status=PatronStatus.PRE_REGISTERED, given_name="Anna",
-               surname="Rossi", birth_date=date(1980, 1, 2), birth_place="Roma",
-               address=Address("Via Po 1", "00100", "Roma"))
+    p = Patron(
+        id="p1",
+        origin=Origin.WEB,
+        status=PatronStatus.PRE_REGISTERED,
+        given_name="Anna",
+        surname="Rossi",
+        birth_date=date(1980, 1, 2),
+        birth_place="Roma",
+        address=Address("Via Po 1", "00100", "Roma"),
+    )
     for k, v in changes.items():
         setattr(p, k, v)
     return p
@@ -199,10 +243,14 @@ def test_category_expiry_adds_calendar_months() -> None:
 
 
 def test_credential_transitions() -> None:
-    assert credentials_transition(CredentialsState.NONE, CredentialsEvent.ISSUE).target == \
-        CredentialsState.TEMPORARY
-    assert credentials_transition(CredentialsState.PATRON_DEFINED, CredentialsEvent.REGENERATE).target == \
-        CredentialsState.TEMPORARY
+    assert (
+        credentials_transition(CredentialsState.NONE, CredentialsEvent.ISSUE).target
+        == CredentialsState.TEMPORARY
+    )
+    assert (
+        credentials_transition(CredentialsState.PATRON_DEFINED, CredentialsEvent.REGENERATE).target
+        == CredentialsState.TEMPORARY
+    )
     with pytest.raises(FailedPrecondition) as err:
         credentials_transition(CredentialsState.PATRON_DEFINED, CredentialsEvent.ISSUE)
     assert err.value.reason == "CREDENTIALS_ALREADY_DEFINED"
@@ -211,14 +259,17 @@ def test_credential_transitions() -> None:
     assert err.value.reason == "NO_CREDENTIALS"
 
 
-@pytest.mark.parametrize(("password", "username", "reason"), [
-    ("short", "anna", "TOO_SHORT"),
-    ("anna.rossi-library", "anna.rossi", "CONTAINS_USERNAME"),
-    ("Password2024!", "anna", "COMMON_PASSWORD"),
-    ("juventus1897", "anna", "COMMON_PASSWORD"),
-    ("aaaaaaaaaaaa", "anna", "TOO_WEAK"),
-    ("x" * 129, "anna", "TOO_LONG"),
-])
+@pytest.mark.parametrize(
+    ("password", "username", "reason"),
+    [
+        ("short", "anna", "TOO_SHORT"),
+        ("anna.rossi-library", "anna.rossi", "CONTAINS_USERNAME"),
+        ("Password2024!", "anna", "COMMON_PASSWORD"),
+        ("juventus1897", "anna", "COMMON_PASSWORD"),
+        ("aaaaaaaaaaaa", "anna", "TOO_WEAK"),
+        ("x" * 129, "anna", "TOO_LONG"),
+    ],
+)
 def test_password_policy(password: str, username: str, reason: str) -> None:
     v = Violations()
     credentials.check_password(v, "new_password", password, username)

@@ -15,8 +15,16 @@ from bibliodesk.notify.v1 import notify_pb2, notify_pb2_grpc
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
 from services.patrons.store import tables
 from tests.helpers import error_reason
-from tests.patrons.support import adult_category, admin, complete_and_enroll, form, operator, pre_register, rid, \
-    start
+from tests.patrons.support import (
+    admin,
+    adult_category,
+    complete_and_enroll,
+    form,
+    operator,
+    pre_register,
+    rid,
+    start,
+)
 
 MAIL_ENV = {"BIBLIODESK_NOTIFY_POLL_SECONDS": "0.05", "BIBLIODESK_LIBRARY_NAME": "Biblioteca civica"}
 
@@ -60,12 +68,19 @@ async def test_p5_e_mail_refused_without_an_address_and_nothing_is_issued(stack_
     stack = await start(stack_factory)
     desk = await operator(stack)
     await adult_category(await admin(stack))
-    created = (await desk.patrons.CreatePatron(pb.CreatePatronRequest(
-        request_id=rid(), privacy_consent=True, details=form(email="")))).patron
+    created = (
+        await desk.patrons.CreatePatron(
+            pb.CreatePatronRequest(request_id=rid(), privacy_consent=True, details=form(email=""))
+        )
+    ).patron
     await complete_and_enroll(desk, created.id)
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await desk.patrons.IssueTemporaryCredentials(pb.IssueTemporaryCredentialsRequest(
-            request_id=rid(), patron_id=created.id, send_by_email=True))
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and error_reason(err.value) == "NO_EMAIL_ADDRESS"
+        await desk.patrons.IssueTemporaryCredentials(
+            pb.IssueTemporaryCredentialsRequest(request_id=rid(), patron_id=created.id, send_by_email=True)
+        )
+    assert (
+        err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        and error_reason(err.value) == "NO_EMAIL_ADDRESS"
+    )
     after = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=created.id))).patron
     assert after.credentials.state == pb.CREDENTIALS_STATE_NONE

@@ -17,7 +17,7 @@ from services.device_gateway.hardware import iso28560
 from services.device_gateway.hardware.emulators.base import TcpEndpoint
 from services.device_gateway.hardware.emulators.rfid import EmulatedTag, RfidPadEmulator
 from tests.helpers import error_reason
-from tests.patrons.support import adult_category, admin, operator, pre_register, rid, start
+from tests.patrons.support import admin, adult_category, operator, pre_register, rid, start
 
 CARD_UID = "E004015000000C01"
 
@@ -31,11 +31,22 @@ def pad() -> Iterator[RfidPadEmulator]:
 
 
 def gateway_env(pad: RfidPadEmulator) -> dict[str, str]:
-    stations = {"stations": [{"id": "desk1", "name": "Front desk", "branch": "CEN", "devices": [
-        {"id": "desk1-pad", "kind": "rfid", "driver": "3m810", "url": pad.url}]}]}
-    return {"BIBLIODESK_DEVICE_GATEWAY_STATIONS": json.dumps(stations),
-            "BIBLIODESK_DEVICE_GATEWAY_POLL_SECONDS": "0.02", "BIBLIODESK_DEVICE_GATEWAY_COUNTRY": "IT",
-            "BIBLIODESK_DEVICE_GATEWAY_ISIL": "IT-RM0001"}
+    stations = {
+        "stations": [
+            {
+                "id": "desk1",
+                "name": "Front desk",
+                "branch": "CEN",
+                "devices": [{"id": "desk1-pad", "kind": "rfid", "driver": "3m810", "url": pad.url}],
+            }
+        ]
+    }
+    return {
+        "BIBLIODESK_DEVICE_GATEWAY_STATIONS": json.dumps(stations),
+        "BIBLIODESK_DEVICE_GATEWAY_POLL_SECONDS": "0.02",
+        "BIBLIODESK_DEVICE_GATEWAY_COUNTRY": "IT",
+        "BIBLIODESK_DEVICE_GATEWAY_ISIL": "IT-RM0001",
+    }
 
 
 async def test_p4_enrollment_encodes_the_rfid_card_at_the_desk(stack_factory, pad: RfidPadEmulator) -> None:
@@ -52,25 +63,52 @@ async def test_p4_enrollment_encodes_the_rfid_card_at_the_desk(stack_factory, pa
     got = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
     # An incomplete record is refused before the card is touched.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-            request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT",
-            encode_at_station_id="desk1"))
+        await desk.patrons.EnrollPatron(
+            pb.EnrollPatronRequest(
+                request_id=rid(),
+                patron_id=patron_id,
+                etag=got.etag,
+                category_code="ADULT",
+                encode_at_station_id="desk1",
+            )
+        )
     assert error_reason(err.value) == "ENROLLMENT_INCOMPLETE"
-    got = (await desk.patrons.UpdatePatron(pb.UpdatePatronRequest(
-        request_id=rid(), etag=got.etag,
-        patron=pb.Patron(id=patron_id, document_type=pb.DOCUMENT_TYPE_IDENTITY_CARD, document_number="CA1",
-                         nationality="IT"),
-        update_mask={"paths": ["document_type", "document_number", "nationality"]}))).patron
+    got = (
+        await desk.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=got.etag,
+                patron=pb.Patron(
+                    id=patron_id,
+                    document_type=pb.DOCUMENT_TYPE_IDENTITY_CARD,
+                    document_number="CA1",
+                    nationality="IT",
+                ),
+                update_mask={"paths": ["document_type", "document_number", "nationality"]},
+            )
+        )
+    ).patron
     # No card on the pad: a clear refusal, nothing recorded.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-            request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT",
-            encode_at_station_id="desk1"))
+        await desk.patrons.EnrollPatron(
+            pb.EnrollPatronRequest(
+                request_id=rid(),
+                patron_id=patron_id,
+                etag=got.etag,
+                category_code="ADULT",
+                encode_at_station_id="desk1",
+            )
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(err.value) == "CARD_ENCODING_FAILED"
     pad.place(EmulatedTag.blank(CARD_UID))
-    request = pb.EnrollPatronRequest(request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT",
-                                     encode_at_station_id="desk1")
+    request = pb.EnrollPatronRequest(
+        request_id=rid(),
+        patron_id=patron_id,
+        etag=got.etag,
+        category_code="ADULT",
+        encode_at_station_id="desk1",
+    )
     enrolled = (await desk.patrons.EnrollPatron(request)).patron
     assert enrolled.status == pb.PATRON_STATUS_ENROLLED and enrolled.rfid_uid == CARD_UID
     assert (await desk.patrons.EnrollPatron(request)).patron == enrolled  # a retry changes nothing

@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from bibliodesk.patrons.v1 import identity_pb2 as ipb
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
 from bibliodesk.patrons.v1 import patrons_pb2_grpc
 from tests.helpers import error_fields, error_reason
@@ -46,16 +45,26 @@ async def test_p1_bad_input_names_every_field_and_consent_is_required(stack_fact
     public = patrons_pb2_grpc.PatronServiceStub(stack.channel("patrons"))
     bad = form(given="", born="1990-13-01", email="nicolo@", address_postal_code="7012", phone="call me")
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await public.PreRegisterPatron(pb.PreRegisterPatronRequest(request_id=rid(), details=bad, privacy_consent=True))
+        await public.PreRegisterPatron(
+            pb.PreRegisterPatronRequest(request_id=rid(), details=bad, privacy_consent=True)
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(error_fields(err.value)) == {
-        "details.given_name", "details.birth_date", "details.email", "details.address.postal_code", "details.phone"}
+        "details.given_name",
+        "details.birth_date",
+        "details.email",
+        "details.address.postal_code",
+        "details.phone",
+    }
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await public.PreRegisterPatron(pb.PreRegisterPatronRequest(request_id=rid(), details=form()))
     assert error_fields(err.value) == ["privacy_consent"]
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await public.PreRegisterPatron(pb.PreRegisterPatronRequest(
-            request_id=rid(), details=form(surname="x" * 5000), privacy_consent=True))
+        await public.PreRegisterPatron(
+            pb.PreRegisterPatronRequest(
+                request_id=rid(), details=form(surname="x" * 5000), privacy_consent=True
+            )
+        )
     assert error_fields(err.value) == ["details.surname"]
 
 
@@ -65,21 +74,26 @@ async def test_p1_probable_duplicates_are_flagged_to_the_operator_not_merged(sta
     # Same person typed differently (no accent, curly apostrophe), other e-mail: same name and birth date.
     second = await pre_register(stack, given="Nicolo", surname="D’Angelo", email="nd@example.org")
     # Different person, same e-mail (a shared family address).
-    third = await pre_register(stack, given="Maria", surname="Verdi", born="1960-01-01",
-                               email="NICOLO.DANGELO@example.org")
+    third = await pre_register(
+        stack, given="Maria", surname="Verdi", born="1960-01-01", email="NICOLO.DANGELO@example.org"
+    )
     desk = await operator(stack)
     p2 = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=second))).patron
     assert [(f.other_patron_id, f.reason) for f in p2.possible_duplicates] == [
-        (first, pb.DUPLICATE_REASON_SAME_NAME_AND_BIRTH_DATE)]
+        (first, pb.DUPLICATE_REASON_SAME_NAME_AND_BIRTH_DATE)
+    ]
     p1 = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=first))).patron
     assert {(f.other_patron_id, f.reason) for f in p1.possible_duplicates} == {
-        (second, pb.DUPLICATE_REASON_SAME_NAME_AND_BIRTH_DATE), (third, pb.DUPLICATE_REASON_SAME_EMAIL)}
+        (second, pb.DUPLICATE_REASON_SAME_NAME_AND_BIRTH_DATE),
+        (third, pb.DUPLICATE_REASON_SAME_EMAIL),
+    }
     # Three separate records exist: nothing was merged.
     hits = (await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="dangelo"))).hits
     assert len(hits) == 2 and all(h.possible_duplicate for h in hits)
     # The operator checks them and dismisses the flag.
-    after = await desk.patrons.DismissDuplicateFlag(pb.DismissDuplicateFlagRequest(
-        request_id=rid(), patron_id=second, other_patron_id=first))
+    after = await desk.patrons.DismissDuplicateFlag(
+        pb.DismissDuplicateFlagRequest(request_id=rid(), patron_id=second, other_patron_id=first)
+    )
     assert list(after.patron.possible_duplicates) == []
 
 
@@ -98,13 +112,28 @@ async def test_p1_pre_registration_is_rate_limited_per_client_address(stack_fact
 async def test_p2_namesakes_are_told_apart_by_birth_data_and_origin(stack_factory) -> None:
     stack = await start(stack_factory)
     desk = await operator(stack)
-    web = await pre_register(stack, given="Mario", surname="Rossi", born="1971-03-14", place="Milano",
-                             email="mario71@example.org")
-    desk_made = (await desk.patrons.CreatePatron(pb.CreatePatronRequest(
-        request_id=rid(), privacy_consent=True,
-        details=form(given="Mario", surname="Rossi", born="1985-11-02", place="Napoli", email="",
-                     address_street="Corso Garibaldi 8", address_postal_code="80142", address_city="Napoli",
-                     address_province="NA")))).patron
+    web = await pre_register(
+        stack, given="Mario", surname="Rossi", born="1971-03-14", place="Milano", email="mario71@example.org"
+    )
+    desk_made = (
+        await desk.patrons.CreatePatron(
+            pb.CreatePatronRequest(
+                request_id=rid(),
+                privacy_consent=True,
+                details=form(
+                    given="Mario",
+                    surname="Rossi",
+                    born="1985-11-02",
+                    place="Napoli",
+                    email="",
+                    address_street="Corso Garibaldi 8",
+                    address_postal_code="80142",
+                    address_city="Napoli",
+                    address_province="NA",
+                ),
+            )
+        )
+    ).patron
     await pre_register(stack, given="Anna", surname="Rossini", born="1990-01-01", email="ar@example.org")
     hits = (await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="ROSSI", given_name="mar"))).hits
     assert [h.display_name for h in hits] == ["Rossi Mario", "Rossi Mario"]
@@ -114,8 +143,9 @@ async def test_p2_namesakes_are_told_apart_by_birth_data_and_origin(stack_factor
     assert by_id[desk_made.id].origin == pb.PATRON_ORIGIN_DESK
     assert by_id[desk_made.id].address == "Corso Garibaldi 8, 80142 Napoli (NA)"
     # Only the web one, or by birth date.
-    only_web = await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="rossi", given_name="m",
-                                                                        origin=pb.PATRON_ORIGIN_WEB))
+    only_web = await desk.patrons.SearchPatrons(
+        pb.SearchPatronsRequest(surname="rossi", given_name="m", origin=pb.PATRON_ORIGIN_WEB)
+    )
     assert [h.patron_id for h in only_web.hits] == [web]
     born = await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="rossi", birth_date="1985-11-02"))
     assert [h.patron_id for h in born.hits] == [desk_made.id]
@@ -129,22 +159,36 @@ async def test_p2_search_is_accent_and_case_insensitive_and_paged(stack_factory)
     desk = await operator(stack)
     await pre_register(stack, given="Nicolò", surname="De Luca", email="n1@example.org")
     for i, given in enumerate(["Anna", "Bea", "Carla", "Dora", "Elsa"]):
-        await desk.patrons.CreatePatron(pb.CreatePatronRequest(request_id=rid(), details=form(
-            given=given, surname="Deluca", born=f"198{i}-01-01", email=f"d{i}@example.org")))
-    hits = (await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="de luca", given_name="NICOLO"))).hits
+        await desk.patrons.CreatePatron(
+            pb.CreatePatronRequest(
+                request_id=rid(),
+                details=form(given=given, surname="Deluca", born=f"198{i}-01-01", email=f"d{i}@example.org"),
+            )
+        )
+    hits = (
+        await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="de luca", given_name="NICOLO"))
+    ).hits
     assert [h.display_name for h in hits] == ["De Luca Nicolò"]
     seen: list[str] = []
     token = ""
     while True:
-        page = await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="deluca", page_size=2,
-                                                                        page_token=token))
+        page = await desk.patrons.SearchPatrons(
+            pb.SearchPatronsRequest(surname="deluca", page_size=2, page_token=token)
+        )
         assert len(page.hits) <= 2
         seen += [h.display_name for h in page.hits]
         token = page.next_page_token
         if not token:
             break
     # "De Luca" and "Deluca" are the same key: ordered by given name across both spellings.
-    assert seen == ["Deluca Anna", "Deluca Bea", "Deluca Carla", "Deluca Dora", "Deluca Elsa", "De Luca Nicolò"]
+    assert seen == [
+        "Deluca Anna",
+        "Deluca Bea",
+        "Deluca Carla",
+        "Deluca Dora",
+        "Deluca Elsa",
+        "De Luca Nicolò",
+    ]
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="  "))
     assert error_fields(err.value) == ["surname"]
@@ -160,32 +204,60 @@ async def test_p3_complete_the_record_and_a_concurrent_edit_is_refused(stack_fac
     marco = await operator(stack, "marco")
     read_by_laura = (await laura.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
     read_by_marco = (await marco.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
-    updated = (await laura.patrons.UpdatePatron(pb.UpdatePatronRequest(
-        request_id=rid(), etag=read_by_laura.etag,
-        patron=pb.Patron(id=patron_id, document_type=pb.DOCUMENT_TYPE_PASSPORT, document_number="ya1234567",
-                         zone="Murat", nationality="it", address=pb.Address(street="Via Sparano 5")),
-        update_mask={"paths": ["document_type", "document_number", "zone", "nationality", "address.street"]},
-    ))).patron
+    updated = (
+        await laura.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=read_by_laura.etag,
+                patron=pb.Patron(
+                    id=patron_id,
+                    document_type=pb.DOCUMENT_TYPE_PASSPORT,
+                    document_number="ya1234567",
+                    zone="Murat",
+                    nationality="it",
+                    address=pb.Address(street="Via Sparano 5"),
+                ),
+                update_mask={
+                    "paths": ["document_type", "document_number", "zone", "nationality", "address.street"]
+                },
+            )
+        )
+    ).patron
     assert updated.document_number == "YA1234567" and updated.nationality == "IT"
     assert updated.address.street == "Via Sparano 5" and updated.address.city == "Bari"
     assert list(updated.missing_for_enrollment) == [] and updated.etag != read_by_laura.etag
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await marco.patrons.UpdatePatron(pb.UpdatePatronRequest(
-            request_id=rid(), etag=read_by_marco.etag, patron=pb.Patron(id=patron_id, zone="Libertà"),
-            update_mask={"paths": ["zone"]}))
+        await marco.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=read_by_marco.etag,
+                patron=pb.Patron(id=patron_id, zone="Libertà"),
+                update_mask={"paths": ["zone"]},
+            )
+        )
     assert err.value.code() == grpc.StatusCode.ABORTED and error_reason(err.value) == "ETAG_MISMATCH"
     now = (await marco.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
     assert now.zone == "Murat"  # nothing overwritten
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await marco.patrons.UpdatePatron(pb.UpdatePatronRequest(
-            request_id=rid(), etag=now.etag,
-            patron=pb.Patron(id=patron_id, nationality="Italia", birth_date="2990-01-01", email="x@"),
-            update_mask={"paths": ["nationality", "birth_date", "email"]}))
+        await marco.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=now.etag,
+                patron=pb.Patron(id=patron_id, nationality="Italia", birth_date="2990-01-01", email="x@"),
+                update_mask={"paths": ["nationality", "birth_date", "email"]},
+            )
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert set(error_fields(err.value)) == {"patron.nationality", "patron.birth_date", "patron.email"}
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await marco.patrons.UpdatePatron(pb.UpdatePatronRequest(
-            request_id=rid(), etag=now.etag, patron=pb.Patron(id=patron_id), update_mask={"paths": ["status"]}))
+        await marco.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=now.etag,
+                patron=pb.Patron(id=patron_id),
+                update_mask={"paths": ["status"]},
+            )
+        )
     assert error_fields(err.value) == ["update_mask"]
 
 
@@ -197,41 +269,68 @@ async def test_p4_enrollment_is_refused_until_complete_then_assigns_category_and
     patron_id = await pre_register(stack)
     got = (await boss_desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await boss_desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-            request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT"))
+        await boss_desk.patrons.EnrollPatron(
+            pb.EnrollPatronRequest(
+                request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT"
+            )
+        )
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(err.value) == "ENROLLMENT_INCOMPLETE"
     assert error_fields(err.value) == ["document_type", "document_number", "nationality"]
     # A mistyped card number is caught by the check digit.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await boss_desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-            request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT",
-            card_barcode="2000000000001"))
+        await boss_desk.patrons.EnrollPatron(
+            pb.EnrollPatronRequest(
+                request_id=rid(),
+                patron_id=patron_id,
+                etag=got.etag,
+                category_code="ADULT",
+                card_barcode="2000000000001",
+            )
+        )
     assert error_fields(err.value) == ["card_barcode"]
     enrolled = await complete_and_enroll(boss_desk, patron_id)
     assert enrolled.status == pb.PATRON_STATUS_ENROLLED and enrolled.category_code == "ADULT"
     assert len(enrolled.card_barcode) == 13 and enrolled.card_barcode.startswith("2")
     assert enrolled.enrollment_date == "2026-12-03" and enrolled.enrollment_expiry_date == "2027-12-03"
     # The card works at the desk and for the other services.
-    found = await boss_desk.patrons.LookUpPatronByCard(pb.LookUpPatronByCardRequest(barcode=enrolled.card_barcode))
+    found = await boss_desk.patrons.LookUpPatronByCard(
+        pb.LookUpPatronByCardRequest(barcode=enrolled.card_barcode)
+    )
     assert found.patron.id == patron_id
-    service = patrons_pb2_grpc.PatronServiceStub(stack.channel("patrons", stack.token(kind="service",
-                                                                                      subject="reservations")))
+    service = patrons_pb2_grpc.PatronServiceStub(
+        stack.channel("patrons", stack.token(kind="service", subject="reservations"))
+    )
     standing = await service.GetPatronStanding(pb.GetPatronStandingRequest(patron_id=patron_id))
-    assert (standing.enrolled, standing.blocked, standing.reservation_limit, standing.loan_limit,
-            standing.pickup_period_days, standing.card_barcode) == (True, False, 5, 10, 7, enrolled.card_barcode)
+    assert (
+        standing.enrolled,
+        standing.blocked,
+        standing.reservation_limit,
+        standing.loan_limit,
+        standing.pickup_period_days,
+        standing.card_barcode,
+    ) == (True, False, 5, 10, 7, enrolled.card_barcode)
     contact = await service.GetPatronContact(pb.GetPatronContactRequest(patron_id=patron_id))
     assert (contact.display_name, contact.email, contact.language) == (
-        "D'Angelo Nicolò", "nicolo.dangelo@example.org", "it")
+        "D'Angelo Nicolò",
+        "nicolo.dangelo@example.org",
+        "it",
+    )
     # Enrolling twice is refused; a second patron cannot take the same card.
     with pytest.raises(grpc.aio.AioRpcError) as err:
-        await boss_desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-            request_id=rid(), patron_id=patron_id, etag=enrolled.etag, category_code="ADULT"))
+        await boss_desk.patrons.EnrollPatron(
+            pb.EnrollPatronRequest(
+                request_id=rid(), patron_id=patron_id, etag=enrolled.etag, category_code="ADULT"
+            )
+        )
     assert error_reason(err.value) == "ALREADY_ENROLLED"
     other = await pre_register(stack, given="Maria", surname="Verdi", email="mv@example.org")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await complete_and_enroll(boss_desk, other, card=enrolled.card_barcode)
-    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS and error_reason(err.value) == "CARD_BARCODE_IN_USE"
+    assert (
+        err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        and error_reason(err.value) == "CARD_BARCODE_IN_USE"
+    )
 
 
 async def test_p4_rfid_uid_lookup_and_unknown_card(stack_factory) -> None:
@@ -240,14 +339,32 @@ async def test_p4_rfid_uid_lookup_and_unknown_card(stack_factory) -> None:
     await adult_category(client(stack, (await log_in(stack, "admin", "lanterna-sul-molo-42")).access_token))
     patron_id = await pre_register(stack)
     got = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
-    got = (await desk.patrons.UpdatePatron(pb.UpdatePatronRequest(
-        request_id=rid(), etag=got.etag,
-        patron=pb.Patron(id=patron_id, document_type=pb.DOCUMENT_TYPE_IDENTITY_CARD, document_number="CA1",
-                         nationality="IT"),
-        update_mask={"paths": ["document_type", "document_number", "nationality"]}))).patron
-    enrolled = (await desk.patrons.EnrollPatron(pb.EnrollPatronRequest(
-        request_id=rid(), patron_id=patron_id, etag=got.etag, category_code="ADULT",
-        rfid_uid="e0:04:01:50:12:34:56:78"))).patron
+    got = (
+        await desk.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=got.etag,
+                patron=pb.Patron(
+                    id=patron_id,
+                    document_type=pb.DOCUMENT_TYPE_IDENTITY_CARD,
+                    document_number="CA1",
+                    nationality="IT",
+                ),
+                update_mask={"paths": ["document_type", "document_number", "nationality"]},
+            )
+        )
+    ).patron
+    enrolled = (
+        await desk.patrons.EnrollPatron(
+            pb.EnrollPatronRequest(
+                request_id=rid(),
+                patron_id=patron_id,
+                etag=got.etag,
+                category_code="ADULT",
+                rfid_uid="e0:04:01:50:12:34:56:78",
+            )
+        )
+    ).patron
     assert enrolled.rfid_uid == "E004015012345678"
     found = await desk.patrons.LookUpPatronByCard(pb.LookUpPatronByCardRequest(rfid_uid="e004015012345678"))
     assert found.patron.id == patron_id
@@ -259,15 +376,26 @@ async def test_p4_rfid_uid_lookup_and_unknown_card(stack_factory) -> None:
 async def test_p2_given_name_search_pages_across_exact_and_longer_surnames(stack_factory) -> None:
     stack = await start(stack_factory)
     desk = await operator(stack)
-    people = [("Marta", "Ross"), ("Mario", "Rossi"), ("Maria", "Rossi"), ("Anna", "Rossini"), ("Marco", "Rossini"),
-              ("Marco", "Russo")]
+    people = [
+        ("Marta", "Ross"),
+        ("Mario", "Rossi"),
+        ("Maria", "Rossi"),
+        ("Anna", "Rossini"),
+        ("Marco", "Rossini"),
+        ("Marco", "Russo"),
+    ]
     for i, (given, surname) in enumerate(people):
-        await desk.patrons.CreatePatron(pb.CreatePatronRequest(request_id=rid(), details=form(
-            given=given, surname=surname, born=f"197{i}-05-05", email=f"r{i}@example.org")))
+        await desk.patrons.CreatePatron(
+            pb.CreatePatronRequest(
+                request_id=rid(),
+                details=form(given=given, surname=surname, born=f"197{i}-05-05", email=f"r{i}@example.org"),
+            )
+        )
     seen, token = [], ""
     while True:
-        page = await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(
-            surname="ross", given_name="mar", page_size=2, page_token=token))
+        page = await desk.patrons.SearchPatrons(
+            pb.SearchPatronsRequest(surname="ross", given_name="mar", page_size=2, page_token=token)
+        )
         seen += [h.display_name for h in page.hits]
         token = page.next_page_token
         if not token:

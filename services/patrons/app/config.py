@@ -27,6 +27,10 @@ class PatronsConfig:
     restricted_token_ttl: timedelta = timedelta(minutes=15)
     service_token_ttl: timedelta = timedelta(hours=1)
     lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    #: Failed log-ins accepted per client address per 15 minutes (password spraying across usernames).
+    login_failures_per_address: int = 100
+    #: Behind a reverse proxy: take the client address from X-Forwarded-For.
+    trust_forwarded_for: bool = False
     #: argon2id cost; the defaults follow RFC 9106's second recommendation (64 MiB, t=3).
     argon2_memory_kib: int = 65536
     argon2_time_cost: int = 3
@@ -48,7 +52,9 @@ def _credential_key(settings: Settings) -> bytes:
     explicit = settings.get("PATRONS_CREDENTIAL_KEY")
     if explicit:
         return explicit.encode()
-    path = Path(settings.get("PATRONS_CREDENTIAL_KEY_FILE") or settings.home / "keys" / "patrons-credentials.key")
+    path = Path(
+        settings.get("PATRONS_CREDENTIAL_KEY_FILE") or settings.home / "keys" / "patrons-credentials.key"
+    )
     if path.exists():
         return path.read_bytes().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +86,8 @@ def load_config(settings: Settings) -> PatronsConfig:
             max_failures=_int(settings, "PATRONS_LOCKOUT_FAILURES", 5),
             lock_for=timedelta(minutes=_int(settings, "PATRONS_LOCKOUT_MINUTES", 15)),
         ),
+        login_failures_per_address=_int(settings, "PATRONS_LOGIN_FAILURES_PER_ADDRESS", 100),
+        trust_forwarded_for=settings.get("PATRONS_TRUST_FORWARDED_FOR", "").lower() in ("1", "true", "yes"),
         argon2_memory_kib=_int(settings, "PATRONS_ARGON2_MEMORY_KIB", 65536),
         argon2_time_cost=_int(settings, "PATRONS_ARGON2_TIME_COST", 3),
         credential_key=_credential_key(settings),

@@ -47,6 +47,7 @@ PATRON_KIND = "patron"
 STAFF_KIND = "staff"
 STAFF_DEFINED = "DEFINED"
 BOOTSTRAP_USERNAME = "admin"
+ADDRESS_WINDOW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,18 @@ def issue_id_for(method: str, subject_id: str, request_id: str) -> str:
 
 
 class Identity:
-    def __init__(self, db: Database, clock: Clock, cfg: PatronsConfig, settings: Settings,
-                 signer: auth.TokenSigner) -> None:
+    def __init__(
+        self, db: Database, clock: Clock, cfg: PatronsConfig, settings: Settings, signer: auth.TokenSigner
+    ) -> None:
         self.db = db
         self.clock = clock
         self.cfg = cfg
         self.settings = settings
         self.signer = signer
         self.hasher = argon2.PasswordHasher(
-            time_cost=cfg.argon2_time_cost, memory_cost=cfg.argon2_memory_kib, parallelism=1,
+            time_cost=cfg.argon2_time_cost,
+            memory_cost=cfg.argon2_memory_kib,
+            parallelism=1,
             type=argon2.Type.ID,
         )
         # Verified against when the username does not exist, so both cases take the same time.
@@ -98,8 +102,11 @@ class Identity:
     def _verify(self, stored: str | None, password: str) -> bool:
         try:
             return self.hasher.verify(stored or self._dummy_hash, password) and stored is not None
-        except (argon2.exceptions.VerifyMismatchError, argon2.exceptions.InvalidHashError,
-                argon2.exceptions.VerificationError):
+        except (
+            argon2.exceptions.VerifyMismatchError,
+            argon2.exceptions.InvalidHashError,
+            argon2.exceptions.VerificationError,
+        ):
             return False
 
     def temporary_password(self, issue_id: str) -> str:
@@ -107,7 +114,7 @@ class Identity:
 
     # --- log-in ----------------------------------------------------------------------------------
 
-    async def log_in(self, username: str, password: str) -> IssuedToken:
+    async def log_in(self, username: str, password: str, *, client: str = "") -> IssuedToken:
         v = Violations()
         v.required("username", username)
         v.required("password", password)
@@ -117,18 +124,29 @@ class Identity:
         name = cred.normalize_username(username)
         key = cred.throttle_key(name)
         now = self.clock.now()
-        account, throttle = await self.db.read(self._login_read, name, key)
+        account, throttle, address_failures = await self.db.read(self._login_read, name, key, client)
+        if address_failures >= self.cfg.login_failures_per_address:
+            raise ResourceExhausted(
+                "TOO_MANY_LOGIN_ATTEMPTS",
+                "too many failed log-ins from this address: try again later",
+                metadata={"retry_after_seconds": str(int(ADDRESS_WINDOW.total_seconds()))},
+            )
         if throttle.is_locked(now):
             raise self._locked(throttle)
         ok = self._verify(account.password_hash if account else None, password)
         if not ok:
-            await self.db.write(self._login_failed, key)
+            await self.db.write(self._login_failed, key, client)
             raise Unauthenticated("INVALID_CREDENTIALS", "wrong username or password")
         assert account is not None
-        if account.state == CredentialsState.TEMPORARY.value and account.temporary_expires_at is not None \
-                and account.temporary_expires_at <= now:
-            raise Unauthenticated("TEMPORARY_PASSWORD_EXPIRED",
-                                  "the temporary password has expired: ask the library for a new one")
+        if (
+            account.state == CredentialsState.TEMPORARY.value
+            and account.temporary_expires_at is not None
+            and account.temporary_expires_at <= now
+        ):
+            raise Unauthenticated(
+                "TEMPORARY_PASSWORD_EXPIRED",
+                "the temporary password has expired: ask the library for a new one",
+            )
         rehash = self.hasher.check_needs_rehash(account.password_hash)
         new_hash = self.hash(password) if rehash else None
         return await self.db.write(self._login_succeeded, account.id, key, new_hash)
@@ -137,12 +155,20 @@ class Identity:
         until = throttle.locked_until.isoformat(timespec="minutes") if throttle.locked_until else ""
         return ResourceExhausted(
             "ACCOUNT_LOCKED",
-            "too many failed log-in attempts: log-in is locked for a while; try again later or ask the library",
+            "too many failed log-in attempts: log-in is locked for a while; "
+            "try again later or ask the library",
             metadata={"locked_until": until},
         )
 
-    def _login_read(self, session: Session, name: str, key: str) -> tuple[Any | None, LoginThrottle]:
-        return repo.account_by_username(session, name), self._throttle(session, key)
+    def _login_read(
+        self, session: Session, name: str, key: str, client: str
+    ) -> tuple[Any, LoginThrottle, int]:
+        failures = (
+            repo.count_rate_events(session, f"login-failure:{client}", self.clock.now() - ADDRESS_WINDOW)
+            if client
+            else 0
+        )
+        return repo.account_by_username(session, name), self._throttle(session, key), failures
 
     def _throttle(self, session: Session, key: str) -> LoginThrottle:
         row = repo.throttle_row(session, key)
@@ -150,12 +176,17 @@ class Identity:
             return LoginThrottle(key)
         return LoginThrottle(key, row.failures, row.last_failure_at, row.locked_until)
 
-    def _login_failed(self, session: Session, key: str) -> None:
+    def _login_failed(self, session: Session, key: str, client: str = "") -> None:
+        if client:
+            now = self.clock.now()
+            repo.add_rate_event(session, f"login-failure:{client}", now, forget_before=now - ADDRESS_WINDOW)
         throttle = self._throttle(session, key)
         throttle.record_failure(self.clock.now(), self.cfg.lockout)
         repo.save_throttle(session, key, throttle.failures, throttle.last_failure_at, throttle.locked_until)
 
-    def _login_succeeded(self, session: Session, account_id: str, key: str, new_hash: str | None) -> IssuedToken:
+    def _login_succeeded(
+        self, session: Session, account_id: str, key: str, new_hash: str | None
+    ) -> IssuedToken:
         now = self.clock.now()
         throttle = self._throttle(session, key)
         if throttle.is_locked(now):  # locked by a concurrent attacker between read and write
@@ -175,7 +206,12 @@ class Identity:
             staff = session.execute(select(t.staff).where(t.staff.c.id == account.subject_id)).one()
             if not staff.active:
                 raise Unauthenticated("INVALID_CREDENTIALS", "wrong username or password")
-            kind, roles, branch, name = auth.STAFF, tuple(staff.roles.split(",")), staff.branch, staff.display_name
+            kind, roles, branch, name = (
+                auth.STAFF,
+                tuple(staff.roles.split(",")),
+                staff.branch,
+                staff.display_name,
+            )
             ttl = self.cfg.staff_token_ttl
         else:
             patron = repo.get_patron(session, account.subject_id, with_flags=False)
@@ -184,15 +220,35 @@ class Identity:
         if must_change:
             ttl = self.cfg.restricted_token_ttl
         sid = new_id()
-        session.execute(insert(t.sessions).values(
-            id=sid, account_id=account.id, token_version=account.token_version, created_at=now,
-            expires_at=now + ttl))
-        token, expires = self.signer.mint(
-            subject=account.subject_id, kind=kind, now=now, ttl=ttl, roles=roles, branch=branch, name=name,
-            must_change_credentials=must_change, session_id=sid,
+        session.execute(
+            insert(t.sessions).values(
+                id=sid,
+                account_id=account.id,
+                token_version=account.token_version,
+                created_at=now,
+                expires_at=now + ttl,
+            )
         )
-        principal = auth.Principal(subject=account.subject_id, kind=kind, roles=frozenset(roles), branch=branch,
-                                   name=name, must_change_credentials=must_change, session_id=sid)
+        token, expires = self.signer.mint(
+            subject=account.subject_id,
+            kind=kind,
+            now=now,
+            ttl=ttl,
+            roles=roles,
+            branch=branch,
+            name=name,
+            must_change_credentials=must_change,
+            session_id=sid,
+        )
+        principal = auth.Principal(
+            subject=account.subject_id,
+            kind=kind,
+            roles=frozenset(roles),
+            branch=branch,
+            name=name,
+            must_change_credentials=must_change,
+            session_id=sid,
+        )
         return IssuedToken(token, expires, principal, must_change)
 
     # --- sessions --------------------------------------------------------------------------------
@@ -210,22 +266,29 @@ class Identity:
         s, a = t.sessions.c, t.accounts.c
         row = session.execute(
             select(s.ended_at, s.token_version, a.token_version.label("current"), a.subject_id)
-            .join(t.accounts, a.id == s.account_id).where(s.id == sid)
+            .join(t.accounts, a.id == s.account_id)
+            .where(s.id == sid)
         ).first()
-        return bool(row and row.ended_at is None and row.token_version == row.current and row.subject_id == subject)
+        return bool(
+            row and row.ended_at is None and row.token_version == row.current and row.subject_id == subject
+        )
 
     async def log_out(self, principal: auth.Principal) -> None:
         if principal.session_id:
             await self.db.write(self._end_session, principal.session_id)
 
     def _end_session(self, session: Session, sid: str) -> None:
-        session.execute(update(t.sessions).where(t.sessions.c.id == sid, t.sessions.c.ended_at.is_(None))
-                        .values(ended_at=self.clock.now()))
+        session.execute(
+            update(t.sessions)
+            .where(t.sessions.c.id == sid, t.sessions.c.ended_at.is_(None))
+            .values(ended_at=self.clock.now())
+        )
 
     # --- P6: the patron (or a new staff member) defines their own credentials --------------------
 
-    async def change_credentials(self, principal: auth.Principal, new_username: str, new_password: str,
-                                 current_password: str) -> IssuedToken:
+    async def change_credentials(
+        self, principal: auth.Principal, new_username: str, new_password: str, current_password: str
+    ) -> IssuedToken:
         if principal.kind not in (auth.PATRON, auth.STAFF):
             raise PermissionDenied("CALLER_KIND_NOT_ALLOWED", "only patrons and staff have credentials")
         kind = PATRON_KIND if principal.is_patron else STAFF_KIND
@@ -235,8 +298,11 @@ class Identity:
         v = Violations()
         wants_username = bool((new_username or "").strip())
         username = account.username
-        if kind == PATRON_KIND and account.state == CredentialsState.TEMPORARY.value \
-                and account.defined_at is None:
+        if (
+            kind == PATRON_KIND
+            and account.state == CredentialsState.TEMPORARY.value
+            and account.defined_at is None
+        ):
             # First log-in with generated credentials: the patron must choose both (P6).
             username = cred.check_username(v, "new_username", new_username)
         elif wants_username:
@@ -248,39 +314,70 @@ class Identity:
         v.required("current_password", current_password)
         v.raise_if_any()
         if new_password == current_password:
-            raise InvalidArgument(field="new_password", description="must differ from the current password",
-                                  reason="UNCHANGED")
+            raise InvalidArgument(
+                field="new_password", description="must differ from the current password", reason="UNCHANGED"
+            )
         if not self._verify(account.password_hash, current_password):
             await self.db.write(self._login_failed, cred.throttle_key(account.username))
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
         new_hash = self.hash(new_password)
-        return await self.db.write(self._define, account.id, account.token_version, username, new_hash,
-                                   principal.session_id)
+        return await self.db.write(
+            self._define, account.id, account.token_version, username, new_hash, principal.session_id
+        )
 
-    def _define(self, session: Session, account_id: str, token_version: int, username: str, new_hash: str,
-                sid: str) -> IssuedToken:
+    def _define(
+        self, session: Session, account_id: str, token_version: int, username: str, new_hash: str, sid: str
+    ) -> IssuedToken:
         now = self.clock.now()
         a = t.accounts.c
-        account = session.execute(lock_for_update(select(t.accounts).where(a.id == account_id), session)).one()
+        account = session.execute(
+            lock_for_update(select(t.accounts).where(a.id == account_id), session)
+        ).one()
         if account.token_version != token_version:
             raise FailedPrecondition("CREDENTIALS_CHANGED", "the credentials changed meanwhile: log in again")
         if username != account.username and repo.username_taken(session, username, except_account=account_id):
-            raise AlreadyExists("USERNAME_TAKEN", "this username is already taken: choose another",
-                                metadata={"field": "new_username"})
+            raise AlreadyExists(
+                "USERNAME_TAKEN",
+                "this username is already taken: choose another",
+                metadata={"field": "new_username"},
+            )
         if account.kind == PATRON_KIND:
-            state = cred.credentials_transition(CredentialsState(account.state), CredentialsEvent.DEFINE).target.value \
-                if account.state == CredentialsState.TEMPORARY.value else account.state
+            state = (
+                cred.credentials_transition(
+                    CredentialsState(account.state), CredentialsEvent.DEFINE
+                ).target.value
+                if account.state == CredentialsState.TEMPORARY.value
+                else account.state
+            )
         else:
             state = STAFF_DEFINED
-        session.execute(update(t.accounts).where(a.id == account_id).values(
-            username=username, password_hash=new_hash, state=state, temporary_expires_at=None,
-            defined_at=now, issue_id=None, token_version=account.token_version + 1, updated_at=now))
+        session.execute(
+            update(t.accounts)
+            .where(a.id == account_id)
+            .values(
+                username=username,
+                password_hash=new_hash,
+                state=state,
+                temporary_expires_at=None,
+                defined_at=now,
+                issue_id=None,
+                token_version=account.token_version + 1,
+                updated_at=now,
+            )
+        )
         repo.end_sessions(session, account_id, now)
         if account.kind == PATRON_KIND:
             patron = repo.get_patron(session, account.subject_id, with_flags=False)
-            repo.add_history(session, patron.id, at=now, action="define_credentials",
-                             from_status=patron.status.value, to_status=patron.status.value,
-                             reason=cred.LABELS[CredentialsState.PATRON_DEFINED], actor="patron")
+            repo.add_history(
+                session,
+                patron.id,
+                at=now,
+                action="define_credentials",
+                from_status=patron.status.value,
+                to_status=patron.status.value,
+                reason=cred.LABELS[CredentialsState.PATRON_DEFINED],
+                actor="patron",
+            )
         fresh = session.execute(select(t.accounts).where(a.id == account_id)).one()
         return self._open_session(session, fresh, now)
 
@@ -291,32 +388,72 @@ class Identity:
         password = self.temporary_password(issue_id)
         return password, self.hash(password)
 
-    def issue_patron_credentials(self, session: Session, patron_id: str, issue_id: str, password_hash: str,
-                                 *, regenerate: bool, actor: str) -> Issue:
+    def issue_patron_credentials(
+        self,
+        session: Session,
+        patron_id: str,
+        issue_id: str,
+        password_hash: str,
+        *,
+        regenerate: bool,
+        actor: str,
+    ) -> Issue:
         now = self.clock.now()
         patron = repo.get_patron(session, patron_id, for_update=True, with_flags=False)
         if patron.effective_status(self.clock.today()) not in (PatronStatus.ENROLLED, PatronStatus.SUSPENDED):
-            raise FailedPrecondition("NOT_ENROLLED", "credentials are issued with the card: enroll the patron first",
-                                     metadata={"status": patron.effective_status(self.clock.today()).value})
+            raise FailedPrecondition(
+                "NOT_ENROLLED",
+                "credentials are issued with the card: enroll the patron first",
+                metadata={"status": patron.effective_status(self.clock.today()).value},
+            )
         account = repo.account_by_subject(session, PATRON_KIND, patron_id, for_update=True)
         source = CredentialsState(account.state) if account else CredentialsState.NONE
-        step = cred.credentials_transition(source, CredentialsEvent.REGENERATE if regenerate else CredentialsEvent.ISSUE)
+        step = cred.credentials_transition(
+            source, CredentialsEvent.REGENERATE if regenerate else CredentialsEvent.ISSUE
+        )
         expires = now + self.cfg.temporary_password_ttl
         if account is None:
             username = self._free_username(session)
-            session.execute(insert(t.accounts).values(
-                id=new_id(), kind=PATRON_KIND, subject_id=patron_id, username=username,
-                password_hash=password_hash, state=step.target.value, issue_id=issue_id,
-                temporary_expires_at=expires, token_version=1, created_at=now, updated_at=now))
+            session.execute(
+                insert(t.accounts).values(
+                    id=new_id(),
+                    kind=PATRON_KIND,
+                    subject_id=patron_id,
+                    username=username,
+                    password_hash=password_hash,
+                    state=step.target.value,
+                    issue_id=issue_id,
+                    temporary_expires_at=expires,
+                    token_version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         else:
             username = account.username
-            session.execute(update(t.accounts).where(t.accounts.c.id == account.id).values(
-                password_hash=password_hash, state=step.target.value, issue_id=issue_id,
-                temporary_expires_at=expires, token_version=account.token_version + 1, updated_at=now))
+            session.execute(
+                update(t.accounts)
+                .where(t.accounts.c.id == account.id)
+                .values(
+                    password_hash=password_hash,
+                    state=step.target.value,
+                    issue_id=issue_id,
+                    temporary_expires_at=expires,
+                    token_version=account.token_version + 1,
+                    updated_at=now,
+                )
+            )
             repo.end_sessions(session, account.id, now)
-        repo.add_history(session, patron_id, at=now, action=step.event.value.lower() + "_credentials",
-                         from_status=patron.status.value, to_status=patron.status.value, reason=step.reason,
-                         actor=actor)
+        repo.add_history(
+            session,
+            patron_id,
+            at=now,
+            action=step.event.value.lower() + "_credentials",
+            from_status=patron.status.value,
+            to_status=patron.status.value,
+            reason=step.reason,
+            actor=actor,
+        )
         return Issue(issue_id, username, "", expires)
 
     def _free_username(self, session: Session) -> str:
@@ -328,20 +465,48 @@ class Identity:
 
     # --- staff -----------------------------------------------------------------------------------
 
-    def create_staff(self, session: Session, username: str, display_name: str, roles: tuple[str, ...],
-                     branch: str, password_hash: str, *, temporary: bool) -> tuple[Any, Any]:
+    def create_staff(
+        self,
+        session: Session,
+        username: str,
+        display_name: str,
+        roles: tuple[str, ...],
+        branch: str,
+        password_hash: str,
+        *,
+        temporary: bool,
+    ) -> tuple[Any, Any]:
         now = self.clock.now()
         if repo.username_taken(session, username):
-            raise AlreadyExists("USERNAME_TAKEN", f"username {username!r} is already taken",
-                                metadata={"field": "username"})
+            raise AlreadyExists(
+                "USERNAME_TAKEN", f"username {username!r} is already taken", metadata={"field": "username"}
+            )
         staff_id = new_id()
-        session.execute(insert(t.staff).values(id=staff_id, display_name=display_name, roles=",".join(roles),
-                                               branch=branch, active=True, created_at=now))
-        session.execute(insert(t.accounts).values(
-            id=new_id(), kind=STAFF_KIND, subject_id=staff_id, username=username, password_hash=password_hash,
-            state=CredentialsState.TEMPORARY.value if temporary else STAFF_DEFINED,
-            temporary_expires_at=now + self.cfg.temporary_password_ttl if temporary else None,
-            defined_at=None if temporary else now, token_version=1, created_at=now, updated_at=now))
+        session.execute(
+            insert(t.staff).values(
+                id=staff_id,
+                display_name=display_name,
+                roles=",".join(roles),
+                branch=branch,
+                active=True,
+                created_at=now,
+            )
+        )
+        session.execute(
+            insert(t.accounts).values(
+                id=new_id(),
+                kind=STAFF_KIND,
+                subject_id=staff_id,
+                username=username,
+                password_hash=password_hash,
+                state=CredentialsState.TEMPORARY.value if temporary else STAFF_DEFINED,
+                temporary_expires_at=now + self.cfg.temporary_password_ttl if temporary else None,
+                defined_at=None if temporary else now,
+                token_version=1,
+                created_at=now,
+                updated_at=now,
+            )
+        )
         return self.staff_row(session, staff_id)
 
     def staff_row(self, session: Session, staff_id: str) -> tuple[Any, Any]:
@@ -352,7 +517,11 @@ class Identity:
     def list_staff(self, session: Session, after: str, limit: int) -> list[tuple[Any, Any]]:
         a = t.accounts.c
         rows = session.execute(
-            select(t.accounts).where(a.kind == STAFF_KIND, a.username > after).order_by(a.username).limit(limit))
+            select(t.accounts)
+            .where(a.kind == STAFF_KIND, a.username > after)
+            .order_by(a.username)
+            .limit(limit)
+        )
         out = []
         for account in rows:
             staff = session.execute(select(t.staff).where(t.staff.c.id == account.subject_id)).one()
@@ -374,22 +543,37 @@ class Identity:
         password = given or cred.generate_password()
         password_hash = self.hash(password)
         try:
-            await self.db.write(self.create_staff, BOOTSTRAP_USERNAME, "Administrator", ("admin",), "",
-                                password_hash, temporary=False)
+            await self.db.write(
+                self.create_staff,
+                BOOTSTRAP_USERNAME,
+                "Administrator",
+                ("admin",),
+                "",
+                password_hash,
+                temporary=False,
+            )
         except AlreadyExists:
             return None  # another replica won the race
         if not given:
             # Shown once on stdout, and left (mode 0600) in the data folder for the CLI on this machine.
             self._write_local_credentials(password)
-            print(f"\n*** bibliodesk first start: administrator account created ***\n"
-                  f"    username: {BOOTSTRAP_USERNAME}\n    password: {password}\n"
-                  f"    Shown only now (the local CLI reads {self.settings.home / 'admin-credentials.json'}).\n",
-                  flush=True)
-            log.warning("first start: administrator account %r created with a generated password (printed on "
-                        "stdout, never logged)", BOOTSTRAP_USERNAME)
+            print(
+                f"\n*** bibliodesk first start: administrator account created ***\n"
+                f"    username: {BOOTSTRAP_USERNAME}\n    password: {password}\n"
+                f"    Shown only now (the local CLI reads {self.settings.home / 'admin-credentials.json'})."
+                "\n",
+                flush=True,
+            )
+            log.warning(
+                "first start: administrator account %r created with a generated password (printed on "
+                "stdout, never logged)",
+                BOOTSTRAP_USERNAME,
+            )
         else:
-            log.info("first start: administrator account %r created with the configured password",
-                     BOOTSTRAP_USERNAME)
+            log.info(
+                "first start: administrator account %r created with the configured password",
+                BOOTSTRAP_USERNAME,
+            )
         return password if not given else None
 
     def _write_local_credentials(self, password: str) -> None:
@@ -414,8 +598,13 @@ class Identity:
         expected = self.settings.service_secret
         if not expected or not auth.constant_time_equals(secret, expected):
             raise Unauthenticated("INVALID_SERVICE_SECRET", "the service secret is wrong")
-        return self.signer.mint(subject=service_name, kind=auth.SERVICE, now=self.clock.now(),
-                                ttl=self.cfg.service_token_ttl, name=service_name)
+        return self.signer.mint(
+            subject=service_name,
+            kind=auth.SERVICE,
+            now=self.clock.now(),
+            ttl=self.cfg.service_token_ttl,
+            name=service_name,
+        )
 
 
 def credentials_views(session: Session, patron_ids: list[str], now: datetime) -> dict[str, dict[str, Any]]:
@@ -430,9 +619,12 @@ def credentials_views(session: Session, patron_ids: list[str], now: datetime) ->
         throttle = repo.throttle_row(session, cred.throttle_key(row.username))
         locked = bool(throttle and throttle.locked_until and throttle.locked_until > now)
         out[pid] = {
-            "state": CredentialsState(row.state), "username": row.username,
-            "temporary_expires_at": row.temporary_expires_at, "defined_at": row.defined_at,
-            "last_login_at": row.last_login_at, "locked": locked,
+            "state": CredentialsState(row.state),
+            "username": row.username,
+            "temporary_expires_at": row.temporary_expires_at,
+            "defined_at": row.defined_at,
+            "last_login_at": row.last_login_at,
+            "locked": locked,
         }
     return out
 

@@ -29,9 +29,24 @@ from .config import PatronsConfig
 
 #: Fields of UpdatePatron's mask (P3), by their proto path.
 UPDATABLE = (
-    "given_name", "surname", "birth_date", "birth_place", "address", "address.street",
-    "address.postal_code", "address.city", "address.province", "address.country_code", "email", "phone",
-    "home_branch", "language", "document_type", "document_number", "zone", "nationality",
+    "given_name",
+    "surname",
+    "birth_date",
+    "birth_place",
+    "address",
+    "address.street",
+    "address.postal_code",
+    "address.city",
+    "address.province",
+    "address.country_code",
+    "email",
+    "phone",
+    "home_branch",
+    "language",
+    "document_type",
+    "document_number",
+    "zone",
+    "nationality",
 )
 
 
@@ -60,18 +75,23 @@ def _require_version(patron_version: int, expected: int, what: str = "patron rec
     from bibliodesk.runtime.errors import Aborted
 
     if patron_version != expected:
-        raise Aborted("ETAG_MISMATCH", f"the {what} changed since it was read; read it again and retry",
-                      metadata={"current_etag": str(patron_version)})
+        raise Aborted(
+            "ETAG_MISMATCH",
+            f"the {what} changed since it was read; read it again and retry",
+            metadata={"current_etag": str(patron_version)},
+        )
 
 
 # --- P1 pre-registration, desk creation ---------------------------------------------------------
 
 
-def pre_register(session: Session, cfg: PatronsConfig, details: rules.Details, *, consent: bool,
-                 client: str, now: datetime) -> Patron:
+def pre_register(
+    session: Session, cfg: PatronsConfig, details: rules.Details, *, consent: bool, client: str, now: datetime
+) -> Patron:
     if not consent:
-        raise InvalidArgument(field="privacy_consent", description="the privacy notice must be accepted",
-                              reason="REQUIRED")
+        raise InvalidArgument(
+            field="privacy_consent", description="the privacy notice must be accepted", reason="REQUIRED"
+        )
     bucket = f"pre-register:{client}"
     window = timedelta(hours=1)
     if repo.count_rate_events(session, bucket, now - window) >= cfg.pre_registrations_per_hour:
@@ -81,39 +101,86 @@ def pre_register(session: Session, cfg: PatronsConfig, details: rules.Details, *
             metadata={"retry_after_seconds": str(int(window.total_seconds()))},
         )
     repo.add_rate_event(session, bucket, now, forget_before=now - window)
-    return _create(session, details, Origin.WEB, consent=True, now=now, actor=WEB,
-                   reason="pre-registered from home: to complete at the desk with an identity document")
+    return _create(
+        session,
+        details,
+        Origin.WEB,
+        consent=True,
+        now=now,
+        actor=WEB,
+        reason="pre-registered from home: to complete at the desk with an identity document",
+    )
 
 
-def create_at_desk(session: Session, details: rules.Details, *, consent: bool, now: datetime,
-                   actor: Actor) -> Patron:
-    return _create(session, details, Origin.DESK, consent=consent, now=now, actor=actor,
-                   reason="recorded at the desk")
+def create_at_desk(
+    session: Session, details: rules.Details, *, consent: bool, now: datetime, actor: Actor
+) -> Patron:
+    return _create(
+        session, details, Origin.DESK, consent=consent, now=now, actor=actor, reason="recorded at the desk"
+    )
 
 
-def _create(session: Session, d: rules.Details, origin: Origin, *, consent: bool, now: datetime,
-            actor: Actor, reason: str) -> Patron:
+def _create(
+    session: Session,
+    d: rules.Details,
+    origin: Origin,
+    *,
+    consent: bool,
+    now: datetime,
+    actor: Actor,
+    reason: str,
+) -> Patron:
     patron = Patron(
-        id=new_id(), origin=origin, status=PatronStatus.PRE_REGISTERED, given_name=d.given_name,
-        surname=d.surname, birth_date=d.birth_date, birth_place=d.birth_place, address=d.address,
-        email=d.email, phone=d.phone, home_branch=d.home_branch, language=d.language,
-        privacy_consent_time=now if consent else None, created_at=now, updated_at=now, version=1,
+        id=new_id(),
+        origin=origin,
+        status=PatronStatus.PRE_REGISTERED,
+        given_name=d.given_name,
+        surname=d.surname,
+        birth_date=d.birth_date,
+        birth_place=d.birth_place,
+        address=d.address,
+        email=d.email,
+        phone=d.phone,
+        home_branch=d.home_branch,
+        language=d.language,
+        privacy_consent_time=now if consent else None,
+        created_at=now,
+        updated_at=now,
+        version=1,
     )
     repo.insert_patron(session, patron)
     flags = repo.probable_duplicates(session, patron)
     repo.add_duplicate_flags(session, patron.id, flags, now)
     patron.duplicate_flags = list(flags)
     action = "pre_register" if origin == Origin.WEB else "create"
-    repo.add_history(session, patron.id, at=now, action=action, from_status=None,
-                     to_status=patron.status.value, reason=reason, actor=actor.label)
+    repo.add_history(
+        session,
+        patron.id,
+        at=now,
+        action=action,
+        from_status=None,
+        to_status=patron.status.value,
+        reason=reason,
+        actor=actor.label,
+    )
     return patron
 
 
 # --- P3 complete the record ----------------------------------------------------------------------
 
 
-def update(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, paths: list[str],
-           values: Mapping[str, str], *, today: date, now: datetime, actor: Actor) -> Patron:
+def update(
+    session: Session,
+    cfg: PatronsConfig,
+    patron_id: str,
+    etag: str,
+    paths: list[str],
+    values: Mapping[str, str],
+    *,
+    today: date,
+    now: datetime,
+    actor: Actor,
+) -> Patron:
     """Applies the masked changes. ``values`` holds the raw new value of every leaf path."""
     v = Violations()
     expected = check_etag(v, etag)
@@ -121,15 +188,24 @@ def update(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, path
         v.add("update_mask", "must name at least one field", "REQUIRED")
     for path in paths:
         if path not in UPDATABLE:
-            v.add("update_mask", f"{path!r} cannot be updated (allowed: {', '.join(UPDATABLE)})", "NOT_UPDATABLE")
+            v.add(
+                "update_mask",
+                f"{path!r} cannot be updated (allowed: {', '.join(UPDATABLE)})",
+                "NOT_UPDATABLE",
+            )
     v.raise_if_any()
     patron = repo.get_patron(session, patron_id, for_update=True)
     _require_version(patron.version, expected)
     leaves = set()
     for path in paths:
         if path == "address":
-            leaves |= {"address.street", "address.postal_code", "address.city", "address.province",
-                       "address.country_code"}
+            leaves |= {
+                "address.street",
+                "address.postal_code",
+                "address.city",
+                "address.province",
+                "address.country_code",
+            }
         else:
             leaves.add(path)
     changed = _apply(patron, leaves, values, cfg, today)
@@ -140,13 +216,22 @@ def update(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, path
         flags = repo.probable_duplicates(session, patron)
         repo.add_duplicate_flags(session, patron.id, flags, now)
         patron.duplicate_flags = repo.open_duplicate_flags(session, patron.id)
-    repo.add_history(session, patron.id, at=now, action="update", from_status=patron.status.value,
-                     to_status=patron.status.value, reason="record updated: " + ", ".join(sorted(changed)),
-                     actor=actor.label)
+    repo.add_history(
+        session,
+        patron.id,
+        at=now,
+        action="update",
+        from_status=patron.status.value,
+        to_status=patron.status.value,
+        reason="record updated: " + ", ".join(sorted(changed)),
+        actor=actor.label,
+    )
     return patron
 
 
-def _apply(p: Patron, leaves: set[str], values: Mapping[str, str], cfg: PatronsConfig, today: date) -> set[str]:
+def _apply(
+    p: Patron, leaves: set[str], values: Mapping[str, str], cfg: PatronsConfig, today: date
+) -> set[str]:
     v = Violations()
     pre = "patron."
 
@@ -172,7 +257,15 @@ def _apply(p: Patron, leaves: set[str], values: Mapping[str, str], cfg: PatronsC
             "province": val("address.province") if "province" in addr else a.province,
             "country_code": val("address.country_code") if "country_code" in addr else a.country_code,
         }
-        changes["address"] = rules.address(v, pre + "address", **merged)
+        changes["address"] = rules.address(
+            v,
+            pre + "address",
+            merged["street"],
+            merged["postal_code"],
+            merged["city"],
+            merged["province"],
+            merged["country_code"],
+        )
     if "email" in leaves:
         changes["email"] = rules.email(v, pre + "email", val("email"))
     if "phone" in leaves:
@@ -201,7 +294,9 @@ def _apply(p: Patron, leaves: set[str], values: Mapping[str, str], cfg: PatronsC
 # --- P4 enrollment and cards ---------------------------------------------------------------------
 
 
-def _assign_card(session: Session, cfg: PatronsConfig, patron: Patron, barcode: str, rfid_uid: str) -> tuple[str, str]:
+def _assign_card(
+    session: Session, cfg: PatronsConfig, patron: Patron, barcode: str, rfid_uid: str
+) -> tuple[str, str]:
     v = Violations()
     card = ""
     if barcode:
@@ -217,11 +312,15 @@ def _assign_card(session: Session, cfg: PatronsConfig, patron: Patron, barcode: 
             v.items.extend(exc.violations)
     v.raise_if_any()
     if card and repo.card_in_use(session, barcode=card, except_patron=patron.id):
-        raise AlreadyExists("CARD_BARCODE_IN_USE", "this card barcode belongs to another patron",
-                            metadata={"card_barcode": card})
+        raise AlreadyExists(
+            "CARD_BARCODE_IN_USE",
+            "this card barcode belongs to another patron",
+            metadata={"card_barcode": card},
+        )
     if uid and repo.card_in_use(session, rfid_uid=uid, except_patron=patron.id):
-        raise AlreadyExists("RFID_UID_IN_USE", "this RFID card belongs to another patron",
-                            metadata={"rfid_uid": uid})
+        raise AlreadyExists(
+            "RFID_UID_IN_USE", "this RFID card belongs to another patron", metadata={"rfid_uid": uid}
+        )
     if not card:
         for _ in range(20):
             candidate = cfg.card_rule.generate()
@@ -233,8 +332,9 @@ def _assign_card(session: Session, cfg: PatronsConfig, patron: Patron, barcode: 
     return card, uid
 
 
-def validate_enrollment_input(cfg: PatronsConfig, category_code: str, barcode: str, rfid_uid: str,
-                              enrollment_date: str) -> tuple[str, date | None]:
+def validate_enrollment_input(
+    cfg: PatronsConfig, category_code: str, barcode: str, rfid_uid: str, enrollment_date: str
+) -> tuple[str, date | None]:
     v = Violations()
     code = check_code(v, "category_code", category_code)
     when = rules.parse_date(v, "enrollment_date", enrollment_date) if enrollment_date else None
@@ -260,9 +360,20 @@ def check_enrollable(session: Session, patron_id: str, category_code: str) -> No
     repo.get_category(session, category_code.strip().upper()).require_active()
 
 
-def enroll(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, category_code: str,
-           barcode: str, rfid_uid: str, enrollment_date: str, *, today: date, now: datetime,
-           actor: Actor) -> Patron:
+def enroll(
+    session: Session,
+    cfg: PatronsConfig,
+    patron_id: str,
+    etag: str,
+    category_code: str,
+    barcode: str,
+    rfid_uid: str,
+    enrollment_date: str,
+    *,
+    today: date,
+    now: datetime,
+    actor: Actor,
+) -> Patron:
     v = Violations()
     expected = check_etag(v, etag)
     v.raise_if_any()
@@ -285,15 +396,32 @@ def enroll(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, cate
     patron.updated_at = now
     repo.save_patron(session, patron, expected)
     repo.record_card(session, patron.id, card, uid, now)
-    repo.add_history(session, patron.id, at=now, action="enroll", from_status=step.source.value,
-                     to_status=step.target.value,
-                     reason=f"{step.reason} (category {category.code}, card {card}, valid until "
-                            f"{patron.enrollment_expiry_date.isoformat()})", actor=actor.label)
+    repo.add_history(
+        session,
+        patron.id,
+        at=now,
+        action="enroll",
+        from_status=step.source.value,
+        to_status=step.target.value,
+        reason=f"{step.reason} (category {category.code}, card {card}, valid until "
+        f"{patron.enrollment_expiry_date.isoformat()})",
+        actor=actor.label,
+    )
     return patron
 
 
-def replace_card(session: Session, cfg: PatronsConfig, patron_id: str, etag: str, barcode: str,
-                 rfid_uid: str, reason: str, *, now: datetime, actor: Actor) -> Patron:
+def replace_card(
+    session: Session,
+    cfg: PatronsConfig,
+    patron_id: str,
+    etag: str,
+    barcode: str,
+    rfid_uid: str,
+    reason: str,
+    *,
+    now: datetime,
+    actor: Actor,
+) -> Patron:
     v = Violations()
     expected = check_etag(v, etag)
     why = rules.reason(v, "reason", reason)
@@ -311,14 +439,22 @@ def replace_card(session: Session, cfg: PatronsConfig, patron_id: str, etag: str
     patron.updated_at = now
     repo.save_patron(session, patron, expected)
     repo.record_card(session, patron.id, card, uid, now, retire_reason=why)
-    repo.add_history(session, patron.id, at=now, action="replace_card", from_status=patron.status.value,
-                     to_status=patron.status.value, reason=f"card {old} replaced by {card}: {why}",
-                     actor=actor.label)
+    repo.add_history(
+        session,
+        patron.id,
+        at=now,
+        action="replace_card",
+        from_status=patron.status.value,
+        to_status=patron.status.value,
+        reason=f"card {old} replaced by {card}: {why}",
+        actor=actor.label,
+    )
     return patron
 
 
-def change_status(session: Session, patron_id: str, event: PatronEvent, reason: str, *, now: datetime,
-                  actor: Actor) -> Patron:
+def change_status(
+    session: Session, patron_id: str, event: PatronEvent, reason: str, *, now: datetime, actor: Actor
+) -> Patron:
     v = Violations()
     why = rules.reason(v, "reason", reason)
     v.raise_if_any()
@@ -329,12 +465,22 @@ def change_status(session: Session, patron_id: str, event: PatronEvent, reason: 
     patron.version += 1
     patron.updated_at = now
     repo.save_patron(session, patron, expected)
-    repo.add_history(session, patron.id, at=now, action=event.value.lower(), from_status=step.source.value,
-                     to_status=step.target.value, reason=f"{step.reason}: {why}", actor=actor.label)
+    repo.add_history(
+        session,
+        patron.id,
+        at=now,
+        action=event.value.lower(),
+        from_status=step.source.value,
+        to_status=step.target.value,
+        reason=f"{step.reason}: {why}",
+        actor=actor.label,
+    )
     return patron
 
 
-def dismiss_duplicate(session: Session, patron_id: str, other_id: str, *, now: datetime, actor: Actor) -> Patron:
+def dismiss_duplicate(
+    session: Session, patron_id: str, other_id: str, *, now: datetime, actor: Actor
+) -> Patron:
     v = Violations()
     v.required("other_patron_id", other_id)
     v.raise_if_any()
@@ -344,9 +490,16 @@ def dismiss_duplicate(session: Session, patron_id: str, other_id: str, *, now: d
 
         raise NotFound("FLAG_NOT_FOUND", "no open duplicate flag between these patrons")
     patron = repo.get_patron(session, patron_id)
-    repo.add_history(session, patron_id, at=now, action="dismiss_duplicate", from_status=patron.status.value,
-                     to_status=patron.status.value,
-                     reason=f"checked by the operator: not the same person as {other_id}", actor=actor.label)
+    repo.add_history(
+        session,
+        patron_id,
+        at=now,
+        action="dismiss_duplicate",
+        from_status=patron.status.value,
+        to_status=patron.status.value,
+        reason=f"checked by the operator: not the same person as {other_id}",
+        actor=actor.label,
+    )
     return patron
 
 
@@ -356,13 +509,20 @@ def dismiss_duplicate(session: Session, patron_id: str, other_id: str, *, now: d
 def create_category(session: Session, c: Category, *, now: datetime) -> Category:
     v = Violations()
     code = check_code(v, "category.code", c.code)
-    name = check_fields(v, "category", name=c.name, loan_limit=c.loan_limit,
-                        reservation_limit=c.reservation_limit,
-                        enrollment_period_months=c.enrollment_period_months,
-                        pickup_period_days=c.pickup_period_days)
+    name = check_fields(
+        v,
+        "category",
+        name=c.name,
+        loan_limit=c.loan_limit,
+        reservation_limit=c.reservation_limit,
+        enrollment_period_months=c.enrollment_period_months,
+        pickup_period_days=c.pickup_period_days,
+    )
     v.raise_if_any()
     if repo.find_category(session, code) is not None:
-        raise AlreadyExists("CATEGORY_EXISTS", f"category {code} already exists", metadata={"category_code": code})
+        raise AlreadyExists(
+            "CATEGORY_EXISTS", f"category {code} already exists", metadata={"category_code": code}
+        )
     category = replace(c, code=code, name=name, version=1, created_at=now, updated_at=now)
     repo.insert_category(session, category)
     return category
@@ -375,11 +535,19 @@ def update_category(session: Session, c: Category, paths: list[str], etag: str, 
         v.add("update_mask", "must name at least one field", "REQUIRED")
     for path in paths:
         if path not in EDITABLE:
-            v.add("update_mask", f"{path!r} cannot be updated (allowed: {', '.join(EDITABLE)})", "NOT_UPDATABLE")
-    name = check_fields(v, "category", name=c.name, loan_limit=c.loan_limit,
-                        reservation_limit=c.reservation_limit,
-                        enrollment_period_months=c.enrollment_period_months,
-                        pickup_period_days=c.pickup_period_days, only=tuple(paths))
+            v.add(
+                "update_mask", f"{path!r} cannot be updated (allowed: {', '.join(EDITABLE)})", "NOT_UPDATABLE"
+            )
+    name = check_fields(
+        v,
+        "category",
+        name=c.name,
+        loan_limit=c.loan_limit,
+        reservation_limit=c.reservation_limit,
+        enrollment_period_months=c.enrollment_period_months,
+        pickup_period_days=c.pickup_period_days,
+        only=tuple(paths),
+    )
     v.raise_if_any()
     current = repo.get_category(session, (c.code or "").strip().upper(), for_update=True)
     _require_version(current.version, expected, "category")

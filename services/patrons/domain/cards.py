@@ -105,9 +105,11 @@ def normalize_rfid_uid(raw: str, field: str = "rfid_uid") -> str:
     """An RFID UID as upper-case hex without separators; ISO 15693 UIDs are 8 bytes (16 hex)."""
     value = re.sub(r"[\s:\-]", "", raw).upper()
     if not value or not _HEX.match(value) or len(value) % 2:
-        raise InvalidArgument(field=field, description="must be hexadecimal bytes, e.g. E004015012345678",
-                              reason="BAD_FORMAT")
+        raise InvalidArgument(
+            field=field, description="must be hexadecimal bytes, e.g. E004015012345678", reason="BAD_FORMAT"
+        )
     if not 8 <= len(value) <= 20:
-        raise InvalidArgument(field=field, description="must be 4–10 bytes (8–20 hex digits)",
-                              reason="BAD_LENGTH")
+        raise InvalidArgument(
+            field=field, description="must be 4–10 bytes (8–20 hex digits)", reason="BAD_LENGTH"
+        )
     return value

@@ -12,8 +12,14 @@ from .names import tidy
 from .patron import add_months
 
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,19}$")
-EDITABLE = ("name", "loan_limit", "reservation_limit", "enrollment_period_months", "pickup_period_days",
-            "active")
+EDITABLE = (
+    "name",
+    "loan_limit",
+    "reservation_limit",
+    "enrollment_period_months",
+    "pickup_period_days",
+    "active",
+)
 
 
 @dataclass
@@ -38,8 +44,11 @@ class Category:
 
     def require_active(self) -> None:
         if not self.active:
-            raise FailedPrecondition("CATEGORY_INACTIVE", f"category {self.code} is no longer in use",
-                                     metadata={"category_code": self.code})
+            raise FailedPrecondition(
+                "CATEGORY_INACTIVE",
+                f"category {self.code} is no longer in use",
+                metadata={"category_code": self.code},
+            )
 
 
 def check_code(v: Violations, field: str, raw: str) -> str:
@@ -49,9 +58,17 @@ def check_code(v: Violations, field: str, raw: str) -> str:
     return value
 
 
-def check_fields(v: Violations, prefix: str, *, name: str, loan_limit: int, reservation_limit: int,
-                 enrollment_period_months: int, pickup_period_days: int,
-                 only: tuple[str, ...] = EDITABLE) -> str:
+def check_fields(
+    v: Violations,
+    prefix: str,
+    *,
+    name: str,
+    loan_limit: int,
+    reservation_limit: int,
+    enrollment_period_months: int,
+    pickup_period_days: int,
+    only: tuple[str, ...] = EDITABLE,
+) -> str:
     """Validates the editable fields named in ``only``; returns the tidied name."""
     clean = tidy(name or "")
     if "name" in only and v.required(f"{prefix}.name", clean):
@@ -59,12 +76,24 @@ def check_fields(v: Violations, prefix: str, *, name: str, loan_limit: int, rese
     if "loan_limit" in only:
         v.check(0 <= loan_limit <= 999, f"{prefix}.loan_limit", "must be between 0 and 999", "OUT_OF_RANGE")
     if "reservation_limit" in only:
-        v.check(0 <= reservation_limit <= 999, f"{prefix}.reservation_limit", "must be between 0 and 999",
-                "OUT_OF_RANGE")
+        v.check(
+            0 <= reservation_limit <= 999,
+            f"{prefix}.reservation_limit",
+            "must be between 0 and 999",
+            "OUT_OF_RANGE",
+        )
     if "enrollment_period_months" in only:
-        v.check(1 <= enrollment_period_months <= 120, f"{prefix}.enrollment_period_months",
-                "must be between 1 and 120 months", "OUT_OF_RANGE")
+        v.check(
+            1 <= enrollment_period_months <= 120,
+            f"{prefix}.enrollment_period_months",
+            "must be between 1 and 120 months",
+            "OUT_OF_RANGE",
+        )
     if "pickup_period_days" in only:
-        v.check(1 <= pickup_period_days <= 60, f"{prefix}.pickup_period_days",
-                "must be between 1 and 60 days", "OUT_OF_RANGE")
+        v.check(
+            1 <= pickup_period_days <= 60,
+            f"{prefix}.pickup_period_days",
+            "must be between 1 and 60 days",
+            "OUT_OF_RANGE",
+        )
     return clean

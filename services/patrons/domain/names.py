@@ -14,10 +14,24 @@ from __future__ import annotations
 import unicodedata
 
 #: Letters that do not decompose into base + accent but have an obvious ASCII spelling.
-_SPECIAL = str.maketrans({
-    "ß": "ss", "æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d",
-    "ł": "l", "Ł": "l", "þ": "th", "Þ": "th", "ı": "i",
-})
+_SPECIAL = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "ae",
+        "ø": "o",
+        "Ø": "o",
+        "œ": "oe",
+        "Œ": "oe",
+        "đ": "d",
+        "Đ": "d",
+        "ł": "l",
+        "Ł": "l",
+        "þ": "th",
+        "Þ": "th",
+        "ı": "i",
+    }
+)
 
 #: Separates the surname key from the given-name key in the stored search key.
 KEY_SEPARATOR = " "

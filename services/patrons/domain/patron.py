@@ -57,14 +57,27 @@ class Transition:
 
 
 TRANSITIONS: tuple[Transition, ...] = (
-    Transition(PatronStatus.PRE_REGISTERED, PatronEvent.ENROLL, PatronStatus.ENROLLED,
-               "enrolled at the desk: identity checked, category and card assigned"),
-    Transition(PatronStatus.ENROLLED, PatronEvent.RENEW, PatronStatus.ENROLLED,
-               "enrollment renewed for another period of the category"),
-    Transition(PatronStatus.ENROLLED, PatronEvent.SUSPEND, PatronStatus.SUSPENDED,
-               "suspended by staff: no new loans or reservations"),
-    Transition(PatronStatus.SUSPENDED, PatronEvent.REINSTATE, PatronStatus.ENROLLED,
-               "suspension lifted by staff"),
+    Transition(
+        PatronStatus.PRE_REGISTERED,
+        PatronEvent.ENROLL,
+        PatronStatus.ENROLLED,
+        "enrolled at the desk: identity checked, category and card assigned",
+    ),
+    Transition(
+        PatronStatus.ENROLLED,
+        PatronEvent.RENEW,
+        PatronStatus.ENROLLED,
+        "enrollment renewed for another period of the category",
+    ),
+    Transition(
+        PatronStatus.ENROLLED,
+        PatronEvent.SUSPEND,
+        PatronStatus.SUSPENDED,
+        "suspended by staff: no new loans or reservations",
+    ),
+    Transition(
+        PatronStatus.SUSPENDED, PatronEvent.REINSTATE, PatronStatus.ENROLLED, "suspension lifted by staff"
+    ),
 )
 _TABLE = {(t.source, t.event): t for t in TRANSITIONS}
 
@@ -77,8 +90,9 @@ def transition(source: PatronStatus, event: PatronEvent) -> Transition:
         reason = {
             (PatronStatus.ENROLLED, PatronEvent.ENROLL): "ALREADY_ENROLLED",
             (PatronStatus.SUSPENDED, PatronEvent.ENROLL): "ALREADY_ENROLLED",
-        }.get((source, event), "INVALID_TRANSITION" if source != PatronStatus.PRE_REGISTERED
-              else "NOT_ENROLLED")
+        }.get(
+            (source, event), "INVALID_TRANSITION" if source != PatronStatus.PRE_REGISTERED else "NOT_ENROLLED"
+        )
         raise FailedPrecondition(
             reason,
             f"cannot {event.value.lower()} a patron who is {source.value.lower().replace('_', '-')}",
@@ -89,8 +103,16 @@ def transition(source: PatronStatus, event: PatronEvent) -> Transition:
 
 #: What the desk must record before enrolling (P3 → P4), in the order the form shows them.
 ENROLLMENT_REQUIRED: tuple[str, ...] = (
-    "given_name", "surname", "birth_date", "birth_place", "address.street", "address.postal_code",
-    "address.city", "document_type", "document_number", "nationality",
+    "given_name",
+    "surname",
+    "birth_date",
+    "birth_place",
+    "address.street",
+    "address.postal_code",
+    "address.city",
+    "document_type",
+    "document_number",
+    "nationality",
 )
 
 
@@ -143,10 +165,15 @@ class Patron:
 
     def missing_for_enrollment(self) -> list[str]:
         values = {
-            "given_name": self.given_name, "surname": self.surname, "birth_date": self.birth_date,
-            "birth_place": self.birth_place, "address.street": self.address.street,
-            "address.postal_code": self.address.postal_code, "address.city": self.address.city,
-            "document_type": self.document_type, "document_number": self.document_number,
+            "given_name": self.given_name,
+            "surname": self.surname,
+            "birth_date": self.birth_date,
+            "birth_place": self.birth_place,
+            "address.street": self.address.street,
+            "address.postal_code": self.address.postal_code,
+            "address.city": self.address.city,
+            "document_type": self.document_type,
+            "document_number": self.document_number,
             "nationality": self.nationality,
         }
         return [name for name in ENROLLMENT_REQUIRED if not values[name]]
@@ -158,13 +185,17 @@ class Patron:
                 "ENROLLMENT_INCOMPLETE",
                 "the record is incomplete; complete it first (P3): missing " + ", ".join(missing),
                 metadata={"missing_fields": ",".join(missing)},
-                violations=[FieldViolation(name, "is required for enrollment", "REQUIRED")
-                            for name in missing],
+                violations=[
+                    FieldViolation(name, "is required for enrollment", "REQUIRED") for name in missing
+                ],
             )
 
     def effective_status(self, today: date) -> PatronStatus:
-        if (self.status in (PatronStatus.ENROLLED, PatronStatus.SUSPENDED)
-                and self.enrollment_expiry_date is not None and self.enrollment_expiry_date < today):
+        if (
+            self.status in (PatronStatus.ENROLLED, PatronStatus.SUSPENDED)
+            and self.enrollment_expiry_date is not None
+            and self.enrollment_expiry_date < today
+        ):
             return PatronStatus.EXPIRED
         return self.status
 

@@ -26,8 +26,10 @@ LANGUAGES = ("it", "en")
 # Letters of any script, combining marks, spaces, apostrophes (straight and typographic), hyphens,
 # dots: "D'Angelo", "Anna-Maria", "De Luca", "O’Neill", "Jr.".
 _NAME = re.compile(r"^[^\W\d_](?:[^\W\d_]|[\u0300-\u036f '’\-.])*$")
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _PHONE_CHARS = re.compile(r"^\+?[0-9 ()/\-.]+$")
 _BRANCH = re.compile(r"^[A-Z0-9][A-Z0-9_-]{0,15}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -45,7 +47,7 @@ class Address:
     country_code: str = "IT"
 
     def one_line(self) -> str:
-        """"Via Roma 12, 20121 Milano (MI)" (country added when not Italy)."""
+        """ "Via Roma 12, 20121 Milano (MI)" (country added when not Italy)."""
         place = " ".join(p for p in (self.postal_code, self.city) if p)
         if self.province:
             place += f" ({self.province})"
@@ -86,8 +88,9 @@ def person_name(v: Violations, name: str, raw: str, *, required: bool = True) ->
         return ""
     if not _no_control(v, name, raw) or not v.max_length(name, value, NAME_MAX):
         return value
-    v.check(bool(_NAME.match(value)), name,
-            "must contain only letters, spaces, apostrophes, hyphens and dots")
+    v.check(
+        bool(_NAME.match(value)), name, "must contain only letters, spaces, apostrophes, hyphens and dots"
+    )
     return value
 
 
@@ -152,13 +155,17 @@ def phone(v: Violations, name: str, raw: str) -> str:
         return ""
     digits = sum(ch.isdigit() for ch in value)
     if not _PHONE_CHARS.match(value) or not 6 <= digits <= 15:
-        v.add(name, "must be a phone number: 6–15 digits, optionally '+', spaces, '-', '/', '(', ')'",
-              "BAD_FORMAT")
+        v.add(
+            name,
+            "must be a phone number: 6–15 digits, optionally '+', spaces, '-', '/', '(', ')'",
+            "BAD_FORMAT",
+        )
     return value
 
 
-def branch(v: Violations, name: str, raw: str, known: frozenset[str] = frozenset(),
-           *, required: bool = False) -> str:
+def branch(
+    v: Violations, name: str, raw: str, known: frozenset[str] = frozenset(), *, required: bool = False
+) -> str:
     value = (raw or "").strip().upper()
     if not value:
         if required:
@@ -180,13 +187,23 @@ def language(v: Violations, name: str, raw: str) -> str:
 def country(v: Violations, name: str, raw: str, *, default: str = "") -> str:
     value = (raw or "").strip().upper() or default
     if value:
-        v.check(bool(_COUNTRY.match(value)), name, "must be an ISO 3166-1 alpha-2 code such as IT",
-                "BAD_FORMAT")
+        v.check(
+            bool(_COUNTRY.match(value)), name, "must be an ISO 3166-1 alpha-2 code such as IT", "BAD_FORMAT"
+        )
     return value
 
 
-def address(v: Violations, name: str, street: str, postal_code: str, city: str, province: str,
-            country_code: str, *, required: bool = True) -> Address:
+def address(
+    v: Violations,
+    name: str,
+    street: str,
+    postal_code: str,
+    city: str,
+    province: str,
+    country_code: str,
+    *,
+    required: bool = True,
+) -> Address:
     country_value = country(v, f"{name}.country_code", country_code, default="IT")
     street_value = place(v, f"{name}.street", street, required=required, limit=STREET_MAX)
     city_value = place(v, f"{name}.city", city, required=required)
@@ -195,24 +212,38 @@ def address(v: Violations, name: str, street: str, postal_code: str, city: str, 
         if required:
             v.add(f"{name}.postal_code", "is required", "REQUIRED")
     elif country_value == "IT":
-        v.check(bool(re.fullmatch(r"\d{5}", code)), f"{name}.postal_code",
-                "must be five digits (CAP)", "BAD_FORMAT")
+        v.check(
+            bool(re.fullmatch(r"\d{5}", code)),
+            f"{name}.postal_code",
+            "must be five digits (CAP)",
+            "BAD_FORMAT",
+        )
     else:
-        v.check(bool(re.fullmatch(r"[A-Z0-9][A-Z0-9 -]{1,10}", code)), f"{name}.postal_code",
-                "is not a postal code", "BAD_FORMAT")
+        v.check(
+            bool(re.fullmatch(r"[A-Z0-9][A-Z0-9 -]{1,10}", code)),
+            f"{name}.postal_code",
+            "is not a postal code",
+            "BAD_FORMAT",
+        )
     prov = (province or "").strip().upper()
     if prov:
-        v.check(bool(_PROVINCE.match(prov)), f"{name}.province", "must be a two-letter province code",
-                "BAD_FORMAT")
-    return Address(street=street_value, postal_code=code, city=city_value, province=prov,
-                   country_code=country_value)
+        v.check(
+            bool(_PROVINCE.match(prov)),
+            f"{name}.province",
+            "must be a two-letter province code",
+            "BAD_FORMAT",
+        )
+    return Address(
+        street=street_value, postal_code=code, city=city_value, province=prov, country_code=country_value
+    )
 
 
 def document_number(v: Violations, name: str, raw: str) -> str:
     value = (raw or "").strip().upper()
     if value:
-        v.check(bool(_DOCUMENT.match(value)), name,
-                "must be 3–30 letters, digits, spaces or '-'", "BAD_FORMAT")
+        v.check(
+            bool(_DOCUMENT.match(value)), name, "must be 3–30 letters, digits, spaces or '-'", "BAD_FORMAT"
+        )
     return value
 
 
@@ -249,8 +280,14 @@ class DetailsInput:
     language: str = ""
 
 
-def validate_details(raw: DetailsInput, *, today: date, email_required: bool,
-                     branches: frozenset[str] = frozenset(), prefix: str = "details") -> Details:
+def validate_details(
+    raw: DetailsInput,
+    *,
+    today: date,
+    email_required: bool,
+    branches: frozenset[str] = frozenset(),
+    prefix: str = "details",
+) -> Details:
     """Validates a pre-registration form (P1) or a desk record; raises naming every bad field."""
     v = Violations()
     p = f"{prefix}." if prefix else ""
@@ -259,8 +296,9 @@ def validate_details(raw: DetailsInput, *, today: date, email_required: bool,
         surname=person_name(v, f"{p}surname", raw.surname),
         birth_date=birth_date(v, f"{p}birth_date", raw.birth_date, today),
         birth_place=place(v, f"{p}birth_place", raw.birth_place),
-        address=address(v, f"{p}address", raw.street, raw.postal_code, raw.city, raw.province,
-                        raw.country_code),
+        address=address(
+            v, f"{p}address", raw.street, raw.postal_code, raw.city, raw.province, raw.country_code
+        ),
         email=email(v, f"{p}email", raw.email, required=email_required),
         phone=phone(v, f"{p}phone", raw.phone),
         home_branch=branch(v, f"{p}home_branch", raw.home_branch, branches),

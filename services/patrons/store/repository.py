@@ -18,14 +18,26 @@ from ..domain.patron import DocumentType, DuplicateFlag, Origin, Patron, PatronS
 from ..domain.rules import Address
 from . import tables as t
 
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # --- categories ----------------------------------------------------------------------------------
 
 
 def _category(row: Any) -> Category:
     return Category(
-        code=row.code, name=row.name, loan_limit=row.loan_limit, reservation_limit=row.reservation_limit,
-        enrollment_period_months=row.enrollment_period_months, pickup_period_days=row.pickup_period_days,
-        active=row.active, version=row.version, created_at=row.created_at, updated_at=row.updated_at,
+        code=row.code,
+        name=row.name,
+        loan_limit=row.loan_limit,
+        reservation_limit=row.reservation_limit,
+        enrollment_period_months=row.enrollment_period_months,
+        pickup_period_days=row.pickup_period_days,
+        active=row.active,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 
@@ -52,23 +64,38 @@ def list_categories(session: Session, *, include_inactive: bool, after: str, lim
 
 
 def insert_category(session: Session, c: Category) -> None:
-    session.execute(insert(t.categories).values(
-        code=c.code, name=c.name, loan_limit=c.loan_limit, reservation_limit=c.reservation_limit,
-        enrollment_period_months=c.enrollment_period_months, pickup_period_days=c.pickup_period_days,
-        active=c.active, version=c.version, created_at=c.created_at, updated_at=c.updated_at,
-    ))
+    session.execute(
+        insert(t.categories).values(
+            code=c.code,
+            name=c.name,
+            loan_limit=c.loan_limit,
+            reservation_limit=c.reservation_limit,
+            enrollment_period_months=c.enrollment_period_months,
+            pickup_period_days=c.pickup_period_days,
+            active=c.active,
+            version=c.version,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+    )
 
 
 def update_category(session: Session, c: Category, expected_version: int) -> None:
     result = session.execute(
         update(t.categories)
         .where(t.categories.c.code == c.code, t.categories.c.version == expected_version)
-        .values(name=c.name, loan_limit=c.loan_limit, reservation_limit=c.reservation_limit,
-                enrollment_period_months=c.enrollment_period_months,
-                pickup_period_days=c.pickup_period_days, active=c.active, version=c.version,
-                updated_at=c.updated_at)
+        .values(
+            name=c.name,
+            loan_limit=c.loan_limit,
+            reservation_limit=c.reservation_limit,
+            enrollment_period_months=c.enrollment_period_months,
+            pickup_period_days=c.pickup_period_days,
+            active=c.active,
+            version=c.version,
+            updated_at=c.updated_at,
+        )
     )
-    if result.rowcount != 1:
+    if _rowcount(result) != 1:
         raise Aborted("ETAG_MISMATCH", "the category changed since it was read; read it again")
 
 
@@ -77,33 +104,67 @@ def update_category(session: Session, c: Category, expected_version: int) -> Non
 
 def _patron(row: Any) -> Patron:
     return Patron(
-        id=row.id, origin=Origin(row.origin), status=PatronStatus(row.status),
-        given_name=row.given_name, surname=row.surname, birth_date=row.birth_date,
+        id=row.id,
+        origin=Origin(row.origin),
+        status=PatronStatus(row.status),
+        given_name=row.given_name,
+        surname=row.surname,
+        birth_date=row.birth_date,
         birth_place=row.birth_place,
         address=Address(row.street, row.postal_code, row.city, row.province, row.country_code),
-        email=row.email, phone=row.phone, home_branch=row.home_branch, language=row.language,
+        email=row.email,
+        phone=row.phone,
+        home_branch=row.home_branch,
+        language=row.language,
         document_type=DocumentType(row.document_type) if row.document_type else None,
-        document_number=row.document_number, zone=row.zone, nationality=row.nationality,
-        category_code=row.category_code or "", card_barcode=row.card_barcode or "",
-        rfid_uid=row.rfid_uid or "", enrollment_date=row.enrollment_date,
-        enrollment_expiry_date=row.enrollment_expiry_date, privacy_consent_time=row.privacy_consent_at,
-        created_at=row.created_at, updated_at=row.updated_at, version=row.version,
+        document_number=row.document_number,
+        zone=row.zone,
+        nationality=row.nationality,
+        category_code=row.category_code or "",
+        card_barcode=row.card_barcode or "",
+        rfid_uid=row.rfid_uid or "",
+        enrollment_date=row.enrollment_date,
+        enrollment_expiry_date=row.enrollment_expiry_date,
+        privacy_consent_time=row.privacy_consent_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        version=row.version,
     )
 
 
 def _values(p: Patron) -> dict[str, Any]:
     return dict(
-        origin=p.origin.value, status=p.status.value, given_name=p.given_name, surname=p.surname,
-        search_key=p.search_key, given_key=p.given_key, birth_date=p.birth_date, birth_place=p.birth_place,
-        street=p.address.street, postal_code=p.address.postal_code, city=p.address.city,
-        province=p.address.province, country_code=p.address.country_code, email=p.email,
-        email_key=p.email_key or None, phone=p.phone, home_branch=p.home_branch, language=p.language,
+        origin=p.origin.value,
+        status=p.status.value,
+        given_name=p.given_name,
+        surname=p.surname,
+        search_key=p.search_key,
+        given_key=p.given_key,
+        birth_date=p.birth_date,
+        birth_place=p.birth_place,
+        street=p.address.street,
+        postal_code=p.address.postal_code,
+        city=p.address.city,
+        province=p.address.province,
+        country_code=p.address.country_code,
+        email=p.email,
+        email_key=p.email_key or None,
+        phone=p.phone,
+        home_branch=p.home_branch,
+        language=p.language,
         document_type=p.document_type.value if p.document_type else None,
-        document_number=p.document_number, zone=p.zone, nationality=p.nationality,
-        category_code=p.category_code or None, card_barcode=p.card_barcode or None,
-        rfid_uid=p.rfid_uid or None, enrollment_date=p.enrollment_date,
-        enrollment_expiry_date=p.enrollment_expiry_date, privacy_consent_at=p.privacy_consent_time,
-        created_at=p.created_at, updated_at=p.updated_at, version=p.version,
+        document_number=p.document_number,
+        zone=p.zone,
+        nationality=p.nationality,
+        category_code=p.category_code or None,
+        card_barcode=p.card_barcode or None,
+        rfid_uid=p.rfid_uid or None,
+        enrollment_date=p.enrollment_date,
+        enrollment_expiry_date=p.enrollment_expiry_date,
+        privacy_consent_at=p.privacy_consent_time,
+        created_at=p.created_at,
+        updated_at=p.updated_at,
+        version=p.version,
     )
 
 
@@ -114,16 +175,21 @@ def insert_patron(session: Session, p: Patron) -> None:
 def save_patron(session: Session, p: Patron, expected_version: int) -> None:
     """Writes ``p`` if nobody changed it since ``expected_version`` was read (else ABORTED)."""
     result = session.execute(
-        update(t.patrons).where(t.patrons.c.id == p.id, t.patrons.c.version == expected_version)
+        update(t.patrons)
+        .where(t.patrons.c.id == p.id, t.patrons.c.version == expected_version)
         .values(**_values(p))
     )
-    if result.rowcount != 1:
-        raise Aborted("ETAG_MISMATCH", "the patron record changed since it was read; read it again",
-                      metadata={"patron_id": p.id})
+    if _rowcount(result) != 1:
+        raise Aborted(
+            "ETAG_MISMATCH",
+            "the patron record changed since it was read; read it again",
+            metadata={"patron_id": p.id},
+        )
 
 
-def get_patron(session: Session, patron_id: str, *, for_update: bool = False,
-               with_flags: bool = True) -> Patron:
+def get_patron(
+    session: Session, patron_id: str, *, for_update: bool = False, with_flags: bool = True
+) -> Patron:
     query = select(t.patrons).where(t.patrons.c.id == patron_id)
     if for_update:
         query = lock_for_update(query, session)
@@ -150,8 +216,17 @@ def card_in_use(session: Session, *, barcode: str = "", rfid_uid: str = "", exce
     return session.execute(query).first() is not None
 
 
-def search(session: Session, *, surname: str, given_name: str, birth_date: date | None,
-           origin: str, status: str, after: tuple[str, str] | None, limit: int) -> list[Patron]:
+def search(
+    session: Session,
+    *,
+    surname: str,
+    given_name: str,
+    birth_date: date | None,
+    origin: str,
+    status: str,
+    after: tuple[str, str] | None,
+    limit: int,
+) -> list[Patron]:
     """Keyset-paged prefix search on the indexed surname-first key (no full scan).
 
     With a given name, the exact-surname range ``"<surname> <given prefix>"`` is tight on the index
@@ -202,26 +277,38 @@ def probable_duplicates(session: Session, p: Patron) -> list[DuplicateFlag]:
     c = t.patrons.c
     found: list[DuplicateFlag] = []
     if p.birth_date is not None:
-        rows = session.execute(select(c.id, c.surname, c.given_name).where(
-            c.search_key == p.search_key, c.birth_date == p.birth_date, c.id != p.id))
-        found += [DuplicateFlag(r.id, f"{r.surname} {r.given_name}", "SAME_NAME_AND_BIRTH_DATE") for r in rows]
+        rows = session.execute(
+            select(c.id, c.surname, c.given_name).where(
+                c.search_key == p.search_key, c.birth_date == p.birth_date, c.id != p.id
+            )
+        )
+        found += [
+            DuplicateFlag(r.id, f"{r.surname} {r.given_name}", "SAME_NAME_AND_BIRTH_DATE") for r in rows
+        ]
     if p.email_key:
-        rows = session.execute(select(c.id, c.surname, c.given_name).where(
-            c.email_key == p.email_key, c.id != p.id))
+        rows = session.execute(
+            select(c.id, c.surname, c.given_name).where(c.email_key == p.email_key, c.id != p.id)
+        )
         found += [DuplicateFlag(r.id, f"{r.surname} {r.given_name}", "SAME_EMAIL") for r in rows]
     return found
 
 
-def add_duplicate_flags(session: Session, patron_id: str, flags: Sequence[DuplicateFlag], now: datetime) -> None:
+def add_duplicate_flags(
+    session: Session, patron_id: str, flags: Sequence[DuplicateFlag], now: datetime
+) -> None:
     """Flags both records of each pair, so the operator sees it from either side."""
     f = t.duplicate_flags
     for flag in flags:
         for a, b in ((patron_id, flag.other_patron_id), (flag.other_patron_id, patron_id)):
-            exists = session.execute(select(f.c.patron_id).where(
-                f.c.patron_id == a, f.c.other_patron_id == b, f.c.reason == flag.reason)).first()
+            exists = session.execute(
+                select(f.c.patron_id).where(
+                    f.c.patron_id == a, f.c.other_patron_id == b, f.c.reason == flag.reason
+                )
+            ).first()
             if not exists:
-                session.execute(insert(f).values(patron_id=a, other_patron_id=b, reason=flag.reason,
-                                                 created_at=now))
+                session.execute(
+                    insert(f).values(patron_id=a, other_patron_id=b, reason=flag.reason, created_at=now)
+                )
 
 
 def open_duplicate_flags(session: Session, patron_id: str) -> list[DuplicateFlag]:
@@ -236,23 +323,44 @@ def open_duplicate_flags(session: Session, patron_id: str) -> list[DuplicateFlag
     return [DuplicateFlag(r.other_patron_id, f"{r.surname} {r.given_name}", r.reason) for r in rows]
 
 
-def dismiss_duplicate_flags(session: Session, patron_id: str, other_id: str, now: datetime, actor: str) -> int:
+def dismiss_duplicate_flags(
+    session: Session, patron_id: str, other_id: str, now: datetime, actor: str
+) -> int:
     f = t.duplicate_flags.c
     result = session.execute(
         update(t.duplicate_flags)
-        .where(f.dismissed_at.is_(None),
-               ((f.patron_id == patron_id) & (f.other_patron_id == other_id))
-               | ((f.patron_id == other_id) & (f.other_patron_id == patron_id)))
+        .where(
+            f.dismissed_at.is_(None),
+            ((f.patron_id == patron_id) & (f.other_patron_id == other_id))
+            | ((f.patron_id == other_id) & (f.other_patron_id == patron_id)),
+        )
         .values(dismissed_at=now, dismissed_by=actor)
     )
-    return int(result.rowcount or 0)
+    return _rowcount(result)
 
 
-def add_history(session: Session, patron_id: str, *, at: datetime, action: str, from_status: str | None,
-                to_status: str, reason: str, actor: str) -> None:
-    session.execute(insert(t.history).values(
-        patron_id=patron_id, at=at, action=action, from_status=from_status, to_status=to_status,
-        reason=reason, actor=actor))
+def add_history(
+    session: Session,
+    patron_id: str,
+    *,
+    at: datetime,
+    action: str,
+    from_status: str | None,
+    to_status: str,
+    reason: str,
+    actor: str,
+) -> None:
+    session.execute(
+        insert(t.history).values(
+            patron_id=patron_id,
+            at=at,
+            action=action,
+            from_status=from_status,
+            to_status=to_status,
+            reason=reason,
+            actor=actor,
+        )
+    )
 
 
 def list_history(session: Session, patron_id: str, *, before_id: int | None, limit: int) -> list[Any]:
@@ -263,13 +371,20 @@ def list_history(session: Session, patron_id: str, *, before_id: int | None, lim
     return list(session.execute(query.order_by(h.id.desc()).limit(limit)))
 
 
-def record_card(session: Session, patron_id: str, barcode: str, rfid_uid: str, now: datetime,
-                *, retire_reason: str = "") -> None:
+def record_card(
+    session: Session, patron_id: str, barcode: str, rfid_uid: str, now: datetime, *, retire_reason: str = ""
+) -> None:
     c = t.cards.c
-    session.execute(update(t.cards).where(c.patron_id == patron_id, c.retired_at.is_(None))
-                    .values(retired_at=now, retired_reason=retire_reason or "replaced"))
-    session.execute(insert(t.cards).values(patron_id=patron_id, barcode=barcode, rfid_uid=rfid_uid or None,
-                                           assigned_at=now))
+    session.execute(
+        update(t.cards)
+        .where(c.patron_id == patron_id, c.retired_at.is_(None))
+        .values(retired_at=now, retired_reason=retire_reason or "replaced")
+    )
+    session.execute(
+        insert(t.cards).values(
+            patron_id=patron_id, barcode=barcode, rfid_uid=rfid_uid or None, assigned_at=now
+        )
+    )
 
 
 # --- rate limiting -------------------------------------------------------------------------------
@@ -277,9 +392,11 @@ def record_card(session: Session, patron_id: str, barcode: str, rfid_uid: str, n
 
 def count_rate_events(session: Session, bucket: str, since: datetime) -> int:
     r = t.rate_events.c
-    return int(session.execute(
-        select(func.count()).select_from(t.rate_events).where(r.bucket == bucket, r.at >= since)
-    ).scalar_one())
+    return int(
+        session.execute(
+            select(func.count()).select_from(t.rate_events).where(r.bucket == bucket, r.at >= since)
+        ).scalar_one()
+    )
 
 
 def add_rate_event(session: Session, bucket: str, now: datetime, *, forget_before: datetime) -> None:
@@ -295,7 +412,9 @@ def account_by_username(session: Session, username: str) -> Any | None:
     return session.execute(select(t.accounts).where(t.accounts.c.username == username)).first()
 
 
-def account_by_subject(session: Session, kind: str, subject_id: str, *, for_update: bool = False) -> Any | None:
+def account_by_subject(
+    session: Session, kind: str, subject_id: str, *, for_update: bool = False
+) -> Any | None:
     query = select(t.accounts).where(t.accounts.c.kind == kind, t.accounts.c.subject_id == subject_id)
     if for_update:
         query = lock_for_update(query, session)
@@ -305,8 +424,9 @@ def account_by_subject(session: Session, kind: str, subject_id: str, *, for_upda
 def accounts_by_subjects(session: Session, kind: str, subject_ids: Sequence[str]) -> dict[str, Any]:
     if not subject_ids:
         return {}
-    rows = session.execute(select(t.accounts).where(t.accounts.c.kind == kind,
-                                                    t.accounts.c.subject_id.in_(subject_ids)))
+    rows = session.execute(
+        select(t.accounts).where(t.accounts.c.kind == kind, t.accounts.c.subject_id.in_(subject_ids))
+    )
     return {r.subject_id: r for r in rows}
 
 
@@ -321,14 +441,19 @@ def throttle_row(session: Session, key: str) -> Any | None:
     return session.execute(select(t.login_throttle).where(t.login_throttle.c.username_key == key)).first()
 
 
-def save_throttle(session: Session, key: str, failures: int, last_failure_at: datetime | None,
-                  locked_until: datetime | None) -> None:
+def save_throttle(
+    session: Session, key: str, failures: int, last_failure_at: datetime | None, locked_until: datetime | None
+) -> None:
     values = dict(failures=failures, last_failure_at=last_failure_at, locked_until=locked_until)
-    result = session.execute(update(t.login_throttle).where(t.login_throttle.c.username_key == key).values(**values))
-    if result.rowcount == 0:
+    result = session.execute(
+        update(t.login_throttle).where(t.login_throttle.c.username_key == key).values(**values)
+    )
+    if _rowcount(result) == 0:
         session.execute(insert(t.login_throttle).values(username_key=key, **values))
 
 
 def end_sessions(session: Session, account_id: str, now: datetime) -> None:
     s = t.sessions.c
-    session.execute(update(t.sessions).where(s.account_id == account_id, s.ended_at.is_(None)).values(ended_at=now))
+    session.execute(
+        update(t.sessions).where(s.account_id == account_id, s.ended_at.is_(None)).values(ended_at=now)
+    )

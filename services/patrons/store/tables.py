@@ -19,13 +19,15 @@ from sqlalchemy import (
 from bibliodesk.runtime.outbox import add_runtime_tables
 from bibliodesk.runtime.types import BigIntPK, UtcDateTime
 
-metadata = MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-})
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
 outbox, idempotency_keys = add_runtime_tables(metadata)
 
 # Search keys are compared by code point: the prefix range [key, key + U+10FFFF) must cover exactly
@@ -34,7 +36,8 @@ outbox, idempotency_keys = add_runtime_tables(metadata)
 SearchKey = String(240).with_variant(String(240, collation="C"), "postgresql")
 
 categories = Table(
-    "patron_categories", metadata,
+    "patron_categories",
+    metadata,
     Column("code", String(20), primary_key=True),
     Column("name", String(80), nullable=False),
     Column("loan_limit", Integer, nullable=False),
@@ -48,7 +51,8 @@ categories = Table(
 )
 
 patrons = Table(
-    "patrons", metadata,
+    "patrons",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("origin", String(10), nullable=False),
     Column("status", String(20), nullable=False),
@@ -87,7 +91,8 @@ patrons = Table(
 )
 
 duplicate_flags = Table(
-    "patron_duplicate_flags", metadata,
+    "patron_duplicate_flags",
+    metadata,
     Column("patron_id", String(36), ForeignKey("patrons.id"), primary_key=True),
     Column("other_patron_id", String(36), ForeignKey("patrons.id"), primary_key=True),
     Column("reason", String(40), primary_key=True),
@@ -97,7 +102,8 @@ duplicate_flags = Table(
 )
 
 history = Table(
-    "patron_history", metadata,
+    "patron_history",
+    metadata,
     Column("id", BigIntPK, primary_key=True, autoincrement=True),
     Column("patron_id", String(36), ForeignKey("patrons.id"), nullable=False),
     Column("at", UtcDateTime, nullable=False),
@@ -110,7 +116,8 @@ history = Table(
 )
 
 cards = Table(
-    "patron_cards", metadata,
+    "patron_cards",
+    metadata,
     Column("id", BigIntPK, primary_key=True, autoincrement=True),
     Column("patron_id", String(36), ForeignKey("patrons.id"), nullable=False),
     Column("barcode", String(32), nullable=False),
@@ -122,7 +129,8 @@ cards = Table(
 )
 
 staff = Table(
-    "staff_accounts", metadata,
+    "staff_accounts",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("display_name", String(100), nullable=False),
     Column("roles", String(100), nullable=False),  # comma-separated: admin,operator
@@ -133,7 +141,8 @@ staff = Table(
 
 # Log-in credentials of patrons and staff. One namespace of usernames for both.
 accounts = Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("kind", String(10), nullable=False),  # patron | staff
     Column("subject_id", String(36), nullable=False),
@@ -151,7 +160,8 @@ accounts = Table(
 )
 
 sessions = Table(
-    "sessions", metadata,
+    "sessions",
+    metadata,
     Column("id", String(36), primary_key=True),
     Column("account_id", String(36), ForeignKey("accounts.id"), nullable=False),
     Column("token_version", Integer, nullable=False),
@@ -162,7 +172,8 @@ sessions = Table(
 )
 
 login_throttle = Table(
-    "login_throttle", metadata,
+    "login_throttle",
+    metadata,
     Column("username_key", String(64), primary_key=True),
     Column("failures", Integer, nullable=False),
     Column("last_failure_at", UtcDateTime, nullable=True),
@@ -171,7 +182,8 @@ login_throttle = Table(
 
 # Public-endpoint abuse protection (P1): one row per accepted call, counted per client address.
 rate_events = Table(
-    "rate_events", metadata,
+    "rate_events",
+    metadata,
     Column("id", BigIntPK, primary_key=True, autoincrement=True),
     Column("bucket", String(120), nullable=False),
     Column("at", UtcDateTime, nullable=False),
