@@ -321,3 +321,26 @@ async def test_messages_table_never_holds_a_lease_after_delivery(notify_env: Not
         (1, "DELIVERED", "SENT", "delivered")
     ]
     assert attempts[0].finished_at >= attempts[0].started_at
+
+
+class _Broken:
+    description = "broken"
+
+    async def send(self, message: EmailMessage, envelope_from: str, recipient: str) -> str:
+        raise RuntimeError("transport bug")
+
+
+async def test_an_unexpected_error_counts_as_an_attempt_and_does_not_wedge_the_message(
+    notify_env: NotifyEnv,
+) -> None:
+    worker = notify_env.worker
+    real, worker.transport = worker.transport, _Broken()
+    message = await notify_env.send(
+        request_id="bug:1", patron_id=MARIA, template_key="free_message", body="x"
+    )
+    retrying = await notify_env.until(message.id, pb.MESSAGE_STATUS_RETRYING)
+    assert "internal error: RuntimeError: transport bug" in retrying.last_error
+    worker.transport = real
+    notify_env.clock.advance(minutes=2)
+    sent = await notify_env.until(message.id, pb.MESSAGE_STATUS_SENT)
+    assert sent.attempts == 2 and len(notify_env.smtp.received) == 1

@@ -85,6 +85,7 @@ class DeliveryWorker:
     async def run(self) -> None:
         log.info("notify delivery worker started: %s", self.transport.description)
         while not self._stopping:
+            self._wake.clear()  # before the pass: a send committed during it wakes the next one
             try:
                 done = await self.run_once()
             except asyncio.CancelledError:
@@ -93,7 +94,6 @@ class DeliveryWorker:
                 log.exception("delivery pass failed")
                 done = 0
             if done == 0:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.config.poll_interval)
 
@@ -114,7 +114,14 @@ class DeliveryWorker:
     async def _attempt(self, message: repo.MessageRecord) -> None:
         async with self._slots:
             started = self.clock.now()
-            outcome, detail = await self._hand_over(message)
+            try:
+                outcome, detail = await self._hand_over(message)
+            except asyncio.CancelledError:
+                raise  # killed: record nothing, the lease runs out and another worker resends
+            except Exception as exc:  # a bug must not wedge the message: count it against the budget
+                log.exception("message %s: unexpected error while sending", message.id)
+                detail = f"internal error: {type(exc).__name__}: {exc}"
+                outcome = AttemptOutcome.temporary(detail)
             await self.db.write(self._record, message.id, outcome, detail, started)
 
     async def _hand_over(self, m: repo.MessageRecord) -> tuple[AttemptOutcome, str]:
