@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from bibliodesk.patrons.v1 import patrons_pb2 as ppb
 from bibliodesk.patrons.v1 import patrons_pb2_grpc as ppb_grpc
@@ -15,6 +13,7 @@ from bibliodesk.reservations.v1 import reservations_pb2 as rpb
 from bibliodesk.reservations.v1 import reservations_pb2_grpc as rpb_grpc
 from bibliodesk.runtime.errors import NotFound, Unavailable
 from bibliodesk.runtime.peers import Peers
+from bibliodesk.runtime.rpc_errors import error_details
 
 from ..domain.model import PatronStanding
 
@@ -32,13 +31,7 @@ def is_transient(exc: grpc.aio.AioRpcError) -> bool:
 
 def peer_reason(exc: grpc.aio.AioRpcError) -> str:
     """The ErrorInfo reason a bibliodesk peer put on its error (empty if none)."""
-    status = rpc_status.from_call(exc)  # type: ignore[arg-type]
-    for detail in status.details if status else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info.reason
-    return ""
+    return error_details(exc)[0]
 
 
 def unavailable(peer: str, exc: grpc.aio.AioRpcError) -> Unavailable:
