@@ -98,3 +98,23 @@ async def test_category_pickup_period_limits_and_card_come_from_patrons(stack_fa
             pb.CheckOutRequest(request_id=rid(), item_barcode="B003", patron_card_barcode="NO-SUCH-CARD")
         )
     assert error_reason(exc.value) == "CARD_NOT_FOUND"
+
+
+async def test_item_situation_finds_the_card_of_a_loan_made_while_patrons_was_down(
+    stack_factory: Any,
+) -> None:
+    from services.reservations.app import use_cases as uc
+
+    stack, _, circulation = await _setup(stack_factory)
+    patron_id = await pre_register(stack)
+    enrolled = await complete_and_enroll(await operator(stack), patron_id)
+    rt = stack.runtime("reservations")
+    ctx = uc.Ctx(rt.clock, rt.state["app"].policy)
+    # What CheckOut records when patrons cannot be asked: the loan, without a card number.
+    rt.db.write_sync(
+        lambda s: uc.check_out(
+            s, ctx, item_barcode="B003", patron_id=patron_id, facts=None, branch="CEN", actor="t"
+        )
+    )
+    situation = await circulation.GetItemSituation(pb.GetItemSituationRequest(item_barcode="B003"))
+    assert situation.item.borrower_card_barcode == enrolled.card_barcode

@@ -141,7 +141,14 @@ class CirculationServicer(pb_grpc.CirculationServiceServicer):
                 queue=[convert.reservation_in(c, r, today, self.core.policy.loan_period_days) for r in queue],
             )
 
-        return await self.rt.db.read(read)
+        response = await self.rt.db.read(read)
+        item = response.item
+        if item.state == pb.ITEM_STATE_ON_LOAN and not item.borrower_card_barcode:
+            # Lent while patrons was unreachable: ask for the card number now (V5 shows the card).
+            facts = await self.core.patron_facts(item.borrower_patron_id, must_exist=False)
+            if facts is not None:
+                item.borrower_card_barcode = facts.card_barcode
+        return response
 
     async def ImportItems(self, request: pb.ImportItemsRequest, context: Any) -> pb.ImportItemsResponse:
         auth.require_admin()
