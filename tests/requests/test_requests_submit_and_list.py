@@ -121,6 +121,19 @@ async def test_bad_input_names_every_field(world: World) -> None:
     )
     assert error_fields(err) == ["body"]
 
+    err = await refused(world.inbox.GetReservationRequest(pb.GetReservationRequestRequest()))
+    assert error_fields(err) == ["reservation_request_id"]
+    err = await refused(
+        world.as_patron(patron).WithdrawReservationRequest(pb.WithdrawReservationRequestRequest())
+    )
+    assert set(error_fields(err)) == {"request_id", "reservation_request_id"}
+    err = await refused(
+        world.inbox.GetReservationRequest(
+            pb.GetReservationRequestRequest(reservation_request_id="no-such-request")
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND and error_reason(err) == "REQUEST_NOT_FOUND"
+
 
 async def test_a_retried_submission_returns_the_first_answer_and_makes_one_request(world: World) -> None:
     patron = await world.enrolled_patron()
