@@ -14,6 +14,7 @@ Settings (besides the shared BIBLIODESK_SMTP_* / MAIL_FROM / MAIL_REPLY_TO):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -151,11 +152,28 @@ async def setup(rt: ServiceRuntime) -> None:
             lambda status=status: float(rt.db.read_sync(repo.count_in_status, status)),  # type: ignore[misc]
         )
 
+    async def housekeep_once() -> None:
+        """Forget delivered outbox rows after a week; wipe any sealed secret left on a finished message."""
+        purged = await rt.db.write(rt.relay.purge_delivered)
+        wiped = await rt.db.write(repo.wipe_stale_secrets)
+        if purged or wiped:
+            log.info("housekeeping: %d delivered outbox rows purged, %d sealed secrets wiped", purged, wiped)
+
+    async def housekeeping() -> None:
+        while True:
+            await asyncio.sleep(_number(rt, "NOTIFY_HOUSEKEEPING_SECONDS", 3600))
+            try:
+                await housekeep_once()
+            except Exception:
+                log.exception("notify housekeeping failed")
+
+    rt.background(housekeeping)
+
     async def stop() -> None:
         worker.stop()
 
     rt.on_stop(stop)
-    rt.state.update(messages=messages, templates=templates, worker=worker, box=box)
+    rt.state.update(messages=messages, templates=templates, worker=worker, box=box, housekeep=housekeep_once)
 
 
 MODULE = ServiceModule(

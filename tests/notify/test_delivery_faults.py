@@ -210,6 +210,13 @@ async def test_delivered_ready_notice_tells_reservations_once(notify_env: Notify
     assert reservation_id == "r5"
     assert notified_at == sent.sent_at.ToDatetime().replace(tzinfo=notified_at.tzinfo)
 
+    # A week later housekeeping forgets the delivered outbox row.
+    rt = notify_env.stack.runtime("notify")
+    assert rt.db.read_sync(lambda s: s.execute(select(tables.outbox)).all())
+    notify_env.clock.advance(days=8)
+    await rt.state["housekeep"]()
+    assert rt.db.read_sync(lambda s: s.execute(select(tables.outbox)).all()) == []
+
 
 async def test_notice_queued_while_notify_is_down_arrives_after_restart(
     notify_env: NotifyEnv, tmp_path: Path
