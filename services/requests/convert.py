@@ -101,3 +101,12 @@ def reservation_request(
         item_availability=availability,
         history=[history_entry(h) for h in history or ()],
     )
+
+
+def for_patron(message: pb.ReservationRequest) -> pb.ReservationRequest:
+    """What a patron sees of their own request: no operator accounts (who at the desk did what)."""
+    message.advanced_by = message.cut_by = message.notice_sent_by = ""
+    for step in message.history:
+        if step.actor.startswith("staff:"):
+            step.actor = "staff"
+    return message

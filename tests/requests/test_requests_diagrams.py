@@ -116,6 +116,8 @@ async def test_diagram_3_the_patron_sees_a_reservation_only_after_the_advance(wo
         pb.GetReservationRequestRequest(reservation_request_id=request.id)
     )
     assert mine.reservation_request.status == pb.RESERVATION_REQUEST_STATUS_ADVANCED
+    assert not mine.reservation_request.advanced_by  # the patron is not shown operator accounts
+    assert {h.actor for h in mine.reservation_request.history} == {f"patron:{patron}", "staff"}
     assert [h.kind for h in mine.reservation_request.history] == [
         pb.INBOX_EVENT_KIND_SUBMITTED,
         pb.INBOX_EVENT_KIND_ADVANCE_STARTED,

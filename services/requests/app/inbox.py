@@ -207,10 +207,11 @@ class Inbox:
         found, history = await self.db.read(uc.get_with_history, request.reservation_request_id)
         _check_owner(found, principal)
         availability = await self._availability([found.item_barcode], principal)
+        message = convert.reservation_request(
+            found, availability=(availability or {}).get(found.item_barcode), history=history
+        )
         return pb.GetReservationRequestResponse(
-            reservation_request=convert.reservation_request(
-                found, availability=(availability or {}).get(found.item_barcode), history=history
-            )
+            reservation_request=convert.for_patron(message) if principal.is_patron else message
         )
 
     async def withdraw(
@@ -270,11 +271,14 @@ class Inbox:
         more = len(rows) > size
         rows = rows[:size]
         availability = await self._availability([r.item_barcode for r in rows], principal)
+        messages = [
+            convert.reservation_request(r, availability=(availability or {}).get(r.item_barcode))
+            for r in rows
+        ]
         return pb.ListReservationRequestsResponse(
-            reservation_requests=[
-                convert.reservation_request(r, availability=(availability or {}).get(r.item_barcode))
-                for r in rows
-            ],
+            reservation_requests=[convert.for_patron(m) for m in messages]
+            if principal.is_patron
+            else messages,
             next_page_token=_encode_token(rows[-1], f) if more else "",
             availability_unknown=availability is None and bool(rows),
         )
