@@ -26,7 +26,7 @@ from bibliodesk.runtime.idempotency import idempotent
 from services.notify.app.messages import MessageService, SendCommand
 from services.notify.app.templates import TemplateService
 from services.notify.domain.errors import InvalidInput
-from services.notify.domain.events import EVENTS, Event
+from services.notify.domain.events import BUILT_IN_KEYS, EVENTS, Event, event_for
 from services.notify.domain.messages import MessageStatus
 from services.notify.domain.templates import Template
 from services.notify.store import repository as repo
@@ -242,7 +242,8 @@ class NotifyServicer(pb_grpc.NotifyServiceServicer):
 
     async def ListEvents(self, request: pb.ListEventsRequest, context: grpc.aio.ServicerContext) -> Any:
         require_staff()
-        return pb.ListEventsResponse(events=[event_pb(e) for e in EVENTS])
+        custom = [event_for(key) for key in await self.db.read(repo.event_keys) if key not in BUILT_IN_KEYS]
+        return pb.ListEventsResponse(events=[event_pb(e) for e in [*EVENTS, *custom]])
 
     async def CreateTemplate(
         self, request: pb.CreateTemplateRequest, context: grpc.aio.ServicerContext

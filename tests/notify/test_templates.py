@@ -97,6 +97,9 @@ async def test_admin_creates_a_custom_template_with_html_and_operators_send_it(n
         await admin.CreateTemplate(pb.CreateTemplateRequest(request_id="t2", template=template))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
+    events = await admin.ListEvents(pb.ListEventsRequest())
+    custom = next(e for e in events.events if e.key == "summer_closure")
+    assert not custom.built_in and "message" in {v.name for v in custom.variables}
     message = await notify_env.send(
         notify_env.staff(),
         request_id="summer:1",

@@ -140,7 +140,12 @@ def event_for(key: str) -> Event:
     found = _BY_KEY.get(key)
     if found is not None:
         return found
-    return Event(key, "Custom template defined by the library.", (), built_in=False)
+    return Event(
+        key,
+        "Custom event defined by the library (its templates see the common variables).",
+        (),
+        built_in=False,
+    )
 
 
 def sample_variables(event: Event) -> dict[str, str]:

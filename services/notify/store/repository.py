@@ -79,6 +79,11 @@ def templates_for(session: Session, event_key: str) -> list[Template]:
     return [_template(r) for r in rows]
 
 
+def event_keys(session: Session) -> list[str]:
+    c = t.templates.c
+    return [row[0] for row in session.execute(select(c.event_key).distinct().order_by(c.event_key))]
+
+
 def list_templates(
     session: Session, event_key: str, language: str, after: tuple[str, str] | None, limit: int
 ) -> list[Template]:
