@@ -173,7 +173,8 @@ class NotifyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
-        """Lists the events a template can be written for, with their documented variables.
+        """Lists the events a template can be written for, with their documented variables: the built-in
+        ones first, then the custom event keys the library has templates for.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

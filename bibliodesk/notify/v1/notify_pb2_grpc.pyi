@@ -66,7 +66,9 @@ class NotifyServiceStub:
     CancelMessage: _grpc.UnaryUnaryMultiCallable[_notify_pb2.CancelMessageRequest, _notify_pb2.CancelMessageResponse]
     """Cancels a message that has not been delivered yet (QUEUED or RETRYING)."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_notify_pb2.ListEventsRequest, _notify_pb2.ListEventsResponse]
-    """Lists the events a template can be written for, with their documented variables."""
+    """Lists the events a template can be written for, with their documented variables: the built-in
+    ones first, then the custom event keys the library has templates for.
+    """
     CreateTemplate: _grpc.UnaryUnaryMultiCallable[_notify_pb2.CreateTemplateRequest, _notify_pb2.CreateTemplateResponse]
     """Creates a template for an event key and a language. The template is rendered with the event's
     sample data before it is saved: a template that fails to render is refused (INVALID_ARGUMENT).
@@ -124,7 +126,9 @@ class NotifyServiceAsyncStub(NotifyServiceStub):
     CancelMessage: _aio.UnaryUnaryMultiCallable[_notify_pb2.CancelMessageRequest, _notify_pb2.CancelMessageResponse]  # type: ignore[assignment]
     """Cancels a message that has not been delivered yet (QUEUED or RETRYING)."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_notify_pb2.ListEventsRequest, _notify_pb2.ListEventsResponse]  # type: ignore[assignment]
-    """Lists the events a template can be written for, with their documented variables."""
+    """Lists the events a template can be written for, with their documented variables: the built-in
+    ones first, then the custom event keys the library has templates for.
+    """
     CreateTemplate: _aio.UnaryUnaryMultiCallable[_notify_pb2.CreateTemplateRequest, _notify_pb2.CreateTemplateResponse]  # type: ignore[assignment]
     """Creates a template for an event key and a language. The template is rendered with the event's
     sample data before it is saved: a template that fails to render is refused (INVALID_ARGUMENT).
@@ -215,7 +219,9 @@ class NotifyServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notify_pb2.ListEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notify_pb2.ListEventsResponse, _abc.Awaitable[_notify_pb2.ListEventsResponse]]:
-        """Lists the events a template can be written for, with their documented variables."""
+        """Lists the events a template can be written for, with their documented variables: the built-in
+        ones first, then the custom event keys the library has templates for.
+        """
 
     @_abc_1.abstractmethod
     def CreateTemplate(
