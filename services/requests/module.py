@@ -11,6 +11,7 @@ Settings (environment, besides the runtime's):
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from bibliodesk.requests.v1 import requests_pb2 as pb
@@ -21,7 +22,8 @@ from .api import RequestInboxServicer
 from .app.inbox import Inbox
 from .app.use_cases import NOTIFY_TOPIC
 from .demo import load_demo
-from .store import tables
+from .domain.model import RequestStatus
+from .store import repository, tables
 
 
 async def setup(rt: ServiceRuntime) -> None:
@@ -34,6 +36,16 @@ async def setup(rt: ServiceRuntime) -> None:
     rt.relay.register(NOTIFY_TOPIC, inbox.deliver_notice)
     rt.background(inbox.recovery_loop)
     rt.state["app"] = inbox
+    # What the desk has still to handle, and advances in flight (stuck ones mean reservations is down).
+    for status in (RequestStatus.PENDING, RequestStatus.ADVANCING):
+        rt.metrics.gauge(
+            f'bibliodesk_inbox_requests{{status="{status.value.lower()}"}}',
+            functools.partial(_count, rt, status),
+        )
+
+
+def _count(rt: ServiceRuntime, status: RequestStatus) -> float:
+    return float(rt.db.read_sync(repository.count_by_status, status))
 
 
 MODULE = ServiceModule(

@@ -23,6 +23,8 @@ async def test_diagram_1_item_on_the_shelf_is_set_aside_when_the_request_is_adva
     assert row.id == request.id and row.patron_id == patron
     assert row.item_availability.state == rpb.ITEM_STATE_ON_SHELF
     assert row.can_send_notice
+    assert world.stack.host is not None  # operations see the inbox's backlog in the metrics
+    assert 'bibliodesk_inbox_requests{status="pending"} 1.0' in world.stack.host.metrics.render().splitlines()
 
     # R5: advance with "RICHIESTA" (reserve, not deliver).
     advanced = await world.inbox.AdvanceReservationRequest(

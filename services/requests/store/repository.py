@@ -157,6 +157,12 @@ def active_items_of(session: Session, patron_id: str) -> frozenset[str]:
     return frozenset(r.item_barcode for r in rows)
 
 
+def count_by_status(session: Session, status: RequestStatus) -> int:
+    return int(
+        session.execute(select(func.count()).select_from(R).where(R.c.status == status.value)).scalar_one()
+    )
+
+
 def stale_advances(session: Session, started_before: datetime, limit: int) -> list[str]:
     """ADVANCING requests whose advance has not completed for a while (crash, peer down)."""
     rows = session.execute(
