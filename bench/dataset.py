@@ -434,15 +434,26 @@ class Layout:
     def login_patron(self, k: int) -> int:
         return 5 * self.pool + k
 
+    @property
+    def submitters(self) -> int:
+        """How many enrolled patrons submit web requests (R1)."""
+        base = -(-self.first_other_patron // 20) * 20  # first multiple of 20 in the range
+        full, rest = divmod(self.patrons - base, 20)
+        return full * 19 + min(rest, 19)
+
     def submitter(self, n: int) -> int:
-        """The patron index of the ``n``-th web submission (enrolled, not in any other range)."""
-        span = self.patrons - self.first_other_patron
-        i = self.first_other_patron + (_mix(n, self.seed + 4) % span)
-        return i if self.patron_enrolled(i) else i - 1
+        """The patron index of the ``n``-th web submission: patron ``n % submitters`` of the enrolled
+        ones in the "everybody else" range, so the same patron comes back only after all others."""
+        a = n % self.submitters
+        base = -(-self.first_other_patron // 20) * 20
+        return base + 20 * (a // 19) + a % 19
 
     def shelf_item(self, n: int) -> int:
+        """The item of the ``n``-th web submission: a patron's successive submissions ask for
+        distinct items (never "ALREADY_REQUESTED"), spread over the shelf."""
         span = self.items - self.first_shelf_item
-        return self.first_shelf_item + _mix(n, self.seed + 5) % span
+        a, k = n % self.submitters, n // self.submitters
+        return self.first_shelf_item + (_mix(a, self.seed + 5) + k) % span
 
     def ordinary_borrower(self, j: int) -> int:
         span = self.patrons - self.first_other_patron

@@ -691,8 +691,16 @@ def load_all(
                     proc.terminate()
                 raise RuntimeError(f"bulk load failed: {n}")
             else:
-                loaded[label] = loaded.get(label, 0) + n
+                before = loaded.get(label, 0)
+                loaded[label] = before + n
                 progress.update(tasks[label], completed=loaded[label])
+                tenth = max(1, totals.get(label, 1) // 10)
+                if not console.is_terminal and before // tenth != loaded[label] // tenth:
+                    # no live bars in a log file: a line every 10 %
+                    console.print(
+                        f"  {label}: {loaded[label]:,}/{totals.get(label, 0):,} rows, "
+                        f"{time.perf_counter() - t0:.0f} s"
+                    )
         for label, total in loaded.items():
             progress.update(tasks[label], completed=total, total=max(total, 1))
     for proc in procs:

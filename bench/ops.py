@@ -214,6 +214,60 @@ async def staff_login(address: str, password: str) -> str:
     return str(reply.access_token)
 
 
+async def prime(addresses: dict[str, str], staff_token: str, layout: Layout, timeout: float = 45.0) -> int:
+    """One authenticated call along each path the operations take, before anything is measured,
+    so every service has fetched the token keys (see FINDINGS.md: the first concurrent calls after
+    a start race the key fetch and fail UNAUTHENTICATED). Returns the failed attempts."""
+    import asyncio
+    import time
+
+    md = _md(staff_token)
+    failures = 0
+    deadline = time.monotonic() + timeout
+    steps: list[tuple[str, Callable[[grpc.aio.Channel], Awaitable[Any]]]] = [
+        (
+            "requests",
+            lambda ch: requests_pb2_grpc.RequestInboxServiceStub(ch).ListReservationRequests(
+                requests_pb2.ListReservationRequestsRequest(page_size=1), metadata=md, timeout=10
+            ),
+        ),
+        (
+            "requests",
+            lambda ch: requests_pb2_grpc.RequestInboxServiceStub(ch).ListReservationRequests(
+                requests_pb2.ListReservationRequestsRequest(patron_id=layout.patron_id(4 * layout.pool)),
+                metadata=md,
+                timeout=10,
+            ),
+        ),
+        (
+            "reservations",
+            lambda ch: reservations_pb2_grpc.CirculationServiceStub(ch).GetItemAvailability(
+                reservations_pb2.GetItemAvailabilityRequest(item_barcodes=[layout.item_barcode(0)]),
+                metadata=md,
+                timeout=10,
+            ),
+        ),
+        (
+            "patrons",
+            lambda ch: patrons_pb2_grpc.PatronServiceStub(ch).SearchPatrons(
+                patrons_pb2.SearchPatronsRequest(surname="rossi", page_size=1), metadata=md, timeout=10
+            ),
+        ),
+    ]
+    for service, step in steps:
+        async with grpc.aio.insecure_channel(addresses[service]) as channel:
+            while True:
+                try:
+                    await step(channel)
+                    break
+                except grpc.aio.AioRpcError:
+                    failures += 1
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(1.0)
+    return failures
+
+
 def channels_for(addresses: dict[str, str], clients: int) -> list[dict[str, grpc.aio.Channel]]:
     """One channel per client and service: 16 clients are 16 HTTP/2 connections per service."""
     options: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1)]

@@ -21,6 +21,7 @@ import asyncio
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -35,7 +36,7 @@ from .ceiling import Ceiling, callable_for, payload
 from .dataset import Layout
 from .driver import drive
 from .load import load_all, password_hash
-from .ops import ORDER, Tokens, build_ops, channels_for, staff_login
+from .ops import ORDER, Tokens, build_ops, channels_for, prime, staff_login
 from .report import print_table, verdicts, write_chart, write_json
 from .system import ADMIN_PASSWORD, SERVICES, ProcMonitor, System, read_proc
 
@@ -65,13 +66,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--argon2-memory-kib", type=int, default=65536, help="the server's argon2id memory cost")
     p.add_argument("--argon2-time-cost", type=int, default=3, help="the server's argon2id time cost")
+    p.add_argument("--profile", default="", help="sample the server's threads during this operation")
     p.add_argument("--idle-settle", type=float, default=5.0, help="seconds to wait before reading idle RSS")
     args = p.parse_args(argv)
     if args.quick:
         for key, value in QUICK.items():
             if f"--{key}" not in (argv or sys.argv):
                 setattr(args, key, value)
-    unknown = [o for o in args.ops.split(",") if o not in ORDER]
+    unknown = [o for o in args.ops.split(",") + ([args.profile] if args.profile else []) if o not in ORDER]
     if unknown:
         p.error(f"unknown operation(s) {unknown}; known: {', '.join(ORDER)}")
     if args.warmup is None:
@@ -153,6 +155,8 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         console.print(f"loaded {results['load']['rows_total']:,} rows in {results['load']['seconds']} s")
 
         console.rule("3. start with the library")
+        if args.profile:
+            system.profile_out = home / "profile.txt"
         t0 = time.perf_counter()
         await system.start()
         results["startup_s"] = round(time.perf_counter() - t0, 1)
@@ -170,6 +174,7 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         ops = build_ops(layout, tokens, run_id)
         ceiling.start()
         addresses = {n: system.address(n) for n in SERVICES if n in ("patrons", "requests", "reservations")}
+        results["priming_failures"] = await prime(addresses, token, layout)
         addresses["ceiling"] = ceiling.address
         channels = channels_for(addresses, args.clients)
 
@@ -180,6 +185,8 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             console.print(
                 f"[bold]{name}[/bold] ({op.feature}, {op.title}): {args.clients} clients × {args.duration:g}s"
             )
+            if name == args.profile:
+                os.kill(system.pid, signal.SIGUSR1)
             mon = ProcMonitor(system.pid)
             client0 = read_proc(os.getpid()).cpu_seconds
             mon.start()
@@ -189,6 +196,16 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
             measured = await drive(call_op, clients=args.clients, duration=args.duration, warmup=args.warmup)
             server = await mon.stop()
+            if name == args.profile and system.profile_out is not None:
+                os.kill(system.pid, signal.SIGUSR2)
+                await asyncio.sleep(1.5)
+                target = (
+                    args.results / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{results['db']}-profile-{name}.txt"
+                )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(system.profile_out, target)
+                results["profile"] = str(target)
+                console.print(f"  profile: {target}")
             client_cpu = read_proc(os.getpid()).cpu_seconds - client0
             row: dict[str, Any] = {
                 "name": name,

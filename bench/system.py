@@ -132,6 +132,8 @@ class System:
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: when set, run under bench.sampler writing its report there (SIGUSR1 resets, SIGUSR2 writes)
+    profile_out: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.ports:
@@ -174,6 +176,11 @@ class System:
             env[f"BIBLIODESK_{key}_DATABASE_URL"] = self.database_url(name)
             if self.is_pg:
                 env[f"BIBLIODESK_{key}_DB_SCHEMA"] = self.schema(name)
+        if self.profile_out is not None:
+            root = str(Path(__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = (
+                root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
+            )
         env.update(self.extra_env)
         return env
 
@@ -194,6 +201,8 @@ class System:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema(name)}" CASCADE')
 
     def command(self) -> list[str]:
+        if self.profile_out is not None:
+            return [sys.executable, "-m", "bench.sampler", str(self.profile_out), "up"]
         script = Path(sys.executable).parent / "bibliodesk"
         if script.exists():
             return [str(script), "up"]
