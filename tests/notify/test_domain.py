@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.notify.domain.defaults import SHIPPED, all_shipped
 from services.notify.domain.errors import Conflict, IllegalTransition, InvalidInput
@@ -233,3 +235,25 @@ def test_a_patron_not_yet_enrolled_has_no_card_and_still_gets_messages() -> None
         event_for("free_message"), {"message": "Ciao"}, {}, {**COMMON, "patron_card": ""}
     )
     assert delivered["patron_card"] == "" and delivered["message"] == "Ciao"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    password=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=40).filter(
+        lambda p: p.strip() == p and p.strip() != "" and "*" not in p
+    ),
+    note=st.text(max_size=200),
+    username=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=20),
+)
+def test_no_secret_ever_survives_in_the_history_copy(password: str, note: str, username: str) -> None:
+    template = next(t for t in all_shipped() if (t.event_key, t.language) == ("credentials", "it"))
+    delivered, redacted = prepare_variables(
+        event_for("credentials"),
+        {"username": username, "message": note + password},
+        {"password": password},
+        COMMON,
+    )
+    pair = render_pair(Renderer(), template, delivered, redacted, has_secrets=True)
+    assert password in pair.delivered.body_text
+    for part in (pair.redacted.subject, pair.redacted.body_text, pair.redacted.body_html):
+        assert password not in part

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
@@ -90,11 +91,22 @@ class Renderer:
         self._html = SandboxedEnvironment(
             undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True
         )
+        self._cache: dict[tuple[str, bool], Any] = {}
+
+    def _compiled(self, source: str, html: bool) -> Any:
+        """Compiling is the slow part of rendering: keep the compiled templates, keyed by their text."""
+        key = (source, html)
+        found = self._cache.get(key)
+        if found is None:
+            found = (self._html if html else self._text).from_string(source)
+            if len(self._cache) >= 512:
+                self._cache.clear()
+            self._cache[key] = found
+        return found
 
     def _render_one(self, source: str, variables: Mapping[str, str], *, html: bool, field_name: str) -> str:
-        env = self._html if html else self._text
         try:
-            out = env.from_string(source).render(**variables)
+            out = self._compiled(source, html).render(**variables)
         except TemplateSyntaxError as exc:
             raise InvalidInput(f"line {exc.lineno}: {exc.message}", field=field_name) from None
         except TemplateError as exc:
