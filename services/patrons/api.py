@@ -870,9 +870,93 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         size = _page_size(request.page_size, 50)
         after = str(_decode_token(request.page_token).get("a", "")) if request.page_token else ""
         rows = await self.rt.db.read(self.identity.list_staff, after, size + 1)
-        reply = ipb.ListStaffAccountsResponse(accounts=[_staff(s, a) for s, a in rows[:size]])
+        reply = ipb.ListStaffAccountsResponse(accounts=[_staff(s, a, locked) for s, a, locked in rows[:size]])
         if len(rows) > size:
             reply.next_page_token = _encode_token({"a": rows[size - 1][1].username})
+        return reply
+
+    async def UpdateStaffAccount(
+        self, request: ipb.UpdateStaffAccountRequest, context: Any
+    ) -> ipb.UpdateStaffAccountResponse:
+        principal = auth.require_admin()
+        _require_id("account.id", request.account.id)
+        v = Violations()
+        expected = uc.check_etag(v, request.etag)
+        paths = list(request.update_mask.paths)
+        if not paths:
+            v.add("update_mask", "must name at least one field", "REQUIRED")
+        changes: dict[str, Any] = {}
+        for path in paths:
+            if path == "display_name":
+                changes["display_name"] = rules.person_name(
+                    v, "account.display_name", request.account.display_name
+                )
+            elif path == "roles":
+                if not request.account.roles:
+                    v.add("account.roles", "give at least one role", "REQUIRED")
+                if any(r not in ROLE_NAMES for r in request.account.roles):
+                    v.add("account.roles", "is not a known role", "BAD_VALUE")
+                changes["roles"] = sorted({ROLE_NAMES[r] for r in request.account.roles if r in ROLE_NAMES})
+            elif path == "branch":
+                changes["branch"] = rules.branch(
+                    v, "account.branch", request.account.branch, self.cfg.branches, required=True
+                )
+            elif path == "active":
+                changes["active"] = request.account.active
+            else:
+                v.add(
+                    "update_mask",
+                    f"{path!r} cannot be updated (allowed: display_name, roles, branch, active)",
+                    "NOT_UPDATABLE",
+                )
+        v.raise_if_any()
+
+        def tx(session: Session) -> ipb.UpdateStaffAccountResponse:
+            def produce() -> ipb.UpdateStaffAccountResponse:
+                staff, account = self.identity.update_staff(
+                    session, principal.subject, request.account.id, expected, changes
+                )
+                return ipb.UpdateStaffAccountResponse(account=_staff(staff, account))
+
+            return idempotent(
+                session,
+                self.rt.idempotency,
+                "UpdateStaffAccount",
+                request,
+                produce,
+                ipb.UpdateStaffAccountResponse,
+                now=self.rt.clock.now(),
+            )
+
+        return await self.rt.db.write(tx)
+
+    async def ResetStaffPassword(
+        self, request: ipb.ResetStaffPasswordRequest, context: Any
+    ) -> ipb.ResetStaffPasswordResponse:
+        auth.require_admin()
+        _require_id("account_id", request.account_id)
+        issue_id = issue_id_for("ResetStaffPassword", request.account_id, request.request_id)
+        password, password_hash = self.identity.prepare_issue(issue_id)
+
+        def tx(session: Session) -> ipb.ResetStaffPasswordResponse:
+            def produce() -> ipb.ResetStaffPasswordResponse:
+                staff, account = self.identity.reset_staff_password(
+                    session, request.account_id, issue_id, password_hash
+                )
+                return ipb.ResetStaffPasswordResponse(account=_staff(staff, account))
+
+            return idempotent(
+                session,
+                self.rt.idempotency,
+                "ResetStaffPassword",
+                request,
+                produce,
+                ipb.ResetStaffPasswordResponse,
+                now=self.rt.clock.now(),
+            )
+
+        reply = await self.rt.db.write(tx)
+        reply.one_time_password = password
         return reply
 
 
@@ -887,7 +971,7 @@ def _principal(p: auth.Principal) -> ipb.Principal:
     )
 
 
-def _staff(staff: Any, account: Any) -> ipb.StaffAccount:
+def _staff(staff: Any, account: Any, locked: bool = False) -> ipb.StaffAccount:
     return ipb.StaffAccount(
         id=staff.id,
         username=account.username,
@@ -895,7 +979,10 @@ def _staff(staff: Any, account: Any) -> ipb.StaffAccount:
         roles=[ROLE_FROM_NAME[r] for r in staff.roles.split(",") if r in ROLE_FROM_NAME],
         branch=staff.branch,
         created_at=convert.ts(staff.created_at),
-        locked=False,
+        locked=locked,
+        active=staff.active,
+        must_change_password=account.state == "TEMPORARY",
+        etag=str(staff.version),
     )
 
 

@@ -253,3 +253,71 @@ async def test_first_start_admin_password_is_generated_once_when_none_is_configu
     await stack.restart()  # not created again, and the password is not printed again
     assert stored["password"] not in capsys.readouterr().out
     assert (await log_in(stack, "admin", stored["password"])).access_token
+
+
+async def test_admin_updates_and_resets_staff_accounts(stack_factory) -> None:
+    stack = await start(stack_factory)
+    boss = await admin(stack)
+    desk = await operator(stack, "marco")
+    listed = (await boss.identity.ListStaffAccounts(ipb.ListStaffAccountsRequest())).accounts
+    me, marco = listed[0], listed[1]
+    assert (marco.username, marco.active, marco.must_change_password) == ("marco", True, False)
+    # Moved to another branch: his session ends (the token carried the old branch).
+    moved = (
+        await boss.identity.UpdateStaffAccount(
+            ipb.UpdateStaffAccountRequest(
+                request_id=rid(),
+                account=ipb.StaffAccount(id=marco.id, branch="NORD"),
+                etag=marco.etag,
+                update_mask={"paths": ["branch"]},
+            )
+        )
+    ).account
+    assert moved.branch == "NORD" and moved.etag != marco.etag
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="rossi"))
+    assert error_reason(err.value) == "SESSION_ENDED"
+    relogged = await log_in(stack, "marco", "banco-prestiti-2026")
+    assert relogged.principal.branch == "NORD"
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # stale etag
+        await boss.identity.UpdateStaffAccount(
+            ipb.UpdateStaffAccountRequest(
+                request_id=rid(),
+                account=ipb.StaffAccount(id=marco.id, active=False),
+                etag=marco.etag,
+                update_mask={"paths": ["active"]},
+            )
+        )
+    assert err.value.code() == grpc.StatusCode.ABORTED
+    with pytest.raises(grpc.aio.AioRpcError) as err:  # an admin cannot lock themselves out
+        await boss.identity.UpdateStaffAccount(
+            ipb.UpdateStaffAccountRequest(
+                request_id=rid(),
+                account=ipb.StaffAccount(id=me.id, active=False),
+                etag=me.etag,
+                update_mask={"paths": ["active"]},
+            )
+        )
+    assert error_reason(err.value) == "CANNOT_CHANGE_OWN_ACCESS"
+    # A forgotten password: a new one-time password; the old one stops working.
+    reset = await boss.identity.ResetStaffPassword(
+        ipb.ResetStaffPasswordRequest(request_id=rid(), account_id=marco.id)
+    )
+    assert reset.account.must_change_password and len(reset.one_time_password) == 19
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await log_in(stack, "marco", "banco-prestiti-2026")
+    assert error_reason(err.value) == "INVALID_CREDENTIALS"
+    assert (await log_in(stack, "marco", reset.one_time_password)).must_change_credentials
+    # Deactivated: cannot log in any more (same answer as a wrong password).
+    current = (await boss.identity.ListStaffAccounts(ipb.ListStaffAccountsRequest())).accounts[1]
+    await boss.identity.UpdateStaffAccount(
+        ipb.UpdateStaffAccountRequest(
+            request_id=rid(),
+            account=ipb.StaffAccount(id=marco.id, active=False),
+            etag=current.etag,
+            update_mask={"paths": ["active"]},
+        )
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await log_in(stack, "marco", reset.one_time_password)
+    assert error_reason(err.value) == "INVALID_CREDENTIALS"

@@ -22,54 +22,63 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$bibliodesk/patrons/v1/identity.proto\x12\x15\x62ibliodesk.patrons.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x01\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.bibliodesk.patrons.v1.PrincipalKind\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\"2\n\x0cLogInRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\xab\x01\n\rLogInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\tprincipal\x18\x03 \x01(\x0b\x32 .bibliodesk.patrons.v1.Principal\x12\x1f\n\x17must_change_credentials\x18\x04 \x01(\x08\"`\n\x18\x43hangeCredentialsRequest\x12\x14\n\x0cnew_username\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x03 \x01(\t\"a\n\x19\x43hangeCredentialsResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x0f\n\rLogOutRequest\"\x10\n\x0eLogOutResponse\"@\n\x18IssueServiceTokenRequest\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\"a\n\x19IssueServiceTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13GetTokenKeysRequest\"2\n\x08TokenKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\"E\n\x14GetTokenKeysResponse\x12-\n\x04keys\x18\x01 \x03(\x0b\x32\x1f.bibliodesk.patrons.v1.TokenKey\"\xc3\x01\n\x0cStaffAccount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x05roles\x18\x04 \x03(\x0e\x32 .bibliodesk.patrons.v1.StaffRole\x12\x0e\n\x06\x62ranch\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06locked\x18\x07 \x01(\x08\"\x98\x01\n\x19\x43reateStaffAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x05roles\x18\x04 \x03(\x0e\x32 .bibliodesk.patrons.v1.StaffRole\x12\x0e\n\x06\x62ranch\x18\x05 \x01(\t\"m\n\x1a\x43reateStaffAccountResponse\x12\x34\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\x12\x19\n\x11one_time_password\x18\x02 \x01(\t\"A\n\x18ListStaffAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"k\n\x19ListStaffAccountsResponse\x12\x35\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x80\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PRINCIPAL_KIND_STAFF\x10\x01\x12\x19\n\x15PRINCIPAL_KIND_PATRON\x10\x02\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x03*V\n\tStaffRole\x12\x1a\n\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAFF_ROLE_OPERATOR\x10\x01\x12\x14\n\x10STAFF_ROLE_ADMIN\x10\x02\x32\x88\x06\n\x0fIdentityService\x12R\n\x05LogIn\x12#.bibliodesk.patrons.v1.LogInRequest\x1a$.bibliodesk.patrons.v1.LogInResponse\x12v\n\x11\x43hangeCredentials\x12/.bibliodesk.patrons.v1.ChangeCredentialsRequest\x1a\x30.bibliodesk.patrons.v1.ChangeCredentialsResponse\x12U\n\x06LogOut\x12$.bibliodesk.patrons.v1.LogOutRequest\x1a%.bibliodesk.patrons.v1.LogOutResponse\x12v\n\x11IssueServiceToken\x12/.bibliodesk.patrons.v1.IssueServiceTokenRequest\x1a\x30.bibliodesk.patrons.v1.IssueServiceTokenResponse\x12g\n\x0cGetTokenKeys\x12*.bibliodesk.patrons.v1.GetTokenKeysRequest\x1a+.bibliodesk.patrons.v1.GetTokenKeysResponse\x12y\n\x12\x43reateStaffAccount\x12\x30.bibliodesk.patrons.v1.CreateStaffAccountRequest\x1a\x31.bibliodesk.patrons.v1.CreateStaffAccountResponse\x12v\n\x11ListStaffAccounts\x12/.bibliodesk.patrons.v1.ListStaffAccountsRequest\x1a\x30.bibliodesk.patrons.v1.ListStaffAccountsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$bibliodesk/patrons/v1/identity.proto\x12\x15\x62ibliodesk.patrons.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x01\n\tPrincipal\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x32\n\x04kind\x18\x02 \x01(\x0e\x32$.bibliodesk.patrons.v1.PrincipalKind\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x0e\n\x06\x62ranch\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\"2\n\x0cLogInRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\xab\x01\n\rLogInResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\tprincipal\x18\x03 \x01(\x0b\x32 .bibliodesk.patrons.v1.Principal\x12\x1f\n\x17must_change_credentials\x18\x04 \x01(\x08\"`\n\x18\x43hangeCredentialsRequest\x12\x14\n\x0cnew_username\x18\x01 \x01(\t\x12\x14\n\x0cnew_password\x18\x02 \x01(\t\x12\x18\n\x10\x63urrent_password\x18\x03 \x01(\t\"a\n\x19\x43hangeCredentialsResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x0f\n\rLogOutRequest\"\x10\n\x0eLogOutResponse\"@\n\x18IssueServiceTokenRequest\x12\x14\n\x0cservice_name\x18\x01 \x01(\t\x12\x0e\n\x06secret\x18\x02 \x01(\t\"a\n\x19IssueServiceTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x15\n\x13GetTokenKeysRequest\"2\n\x08TokenKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x16\n\x0epublic_key_pem\x18\x02 \x01(\t\"E\n\x14GetTokenKeysResponse\x12-\n\x04keys\x18\x01 \x03(\x0b\x32\x1f.bibliodesk.patrons.v1.TokenKey\"\xff\x01\n\x0cStaffAccount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x05roles\x18\x04 \x03(\x0e\x32 .bibliodesk.patrons.v1.StaffRole\x12\x0e\n\x06\x62ranch\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06locked\x18\x07 \x01(\x08\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12\x1c\n\x14must_change_password\x18\t \x01(\x08\x12\x0c\n\x04\x65tag\x18\n \x01(\t\"\x98\x01\n\x19\x43reateStaffAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12/\n\x05roles\x18\x04 \x03(\x0e\x32 .bibliodesk.patrons.v1.StaffRole\x12\x0e\n\x06\x62ranch\x18\x05 \x01(\t\"m\n\x1a\x43reateStaffAccountResponse\x12\x34\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\x12\x19\n\x11one_time_password\x18\x02 \x01(\t\"A\n\x18ListStaffAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"k\n\x19ListStaffAccountsResponse\x12\x35\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa4\x01\n\x19UpdateStaffAccountRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x07\x61\x63\x63ount\x18\x02 \x01(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\"R\n\x1aUpdateStaffAccountResponse\x12\x34\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\"C\n\x19ResetStaffPasswordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\"m\n\x1aResetStaffPasswordResponse\x12\x34\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32#.bibliodesk.patrons.v1.StaffAccount\x12\x19\n\x11one_time_password\x18\x02 \x01(\t*\x80\x01\n\rPrincipalKind\x12\x1e\n\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PRINCIPAL_KIND_STAFF\x10\x01\x12\x19\n\x15PRINCIPAL_KIND_PATRON\x10\x02\x12\x1a\n\x16PRINCIPAL_KIND_SERVICE\x10\x03*V\n\tStaffRole\x12\x1a\n\x16STAFF_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAFF_ROLE_OPERATOR\x10\x01\x12\x14\n\x10STAFF_ROLE_ADMIN\x10\x02\x32\xfe\x07\n\x0fIdentityService\x12R\n\x05LogIn\x12#.bibliodesk.patrons.v1.LogInRequest\x1a$.bibliodesk.patrons.v1.LogInResponse\x12v\n\x11\x43hangeCredentials\x12/.bibliodesk.patrons.v1.ChangeCredentialsRequest\x1a\x30.bibliodesk.patrons.v1.ChangeCredentialsResponse\x12U\n\x06LogOut\x12$.bibliodesk.patrons.v1.LogOutRequest\x1a%.bibliodesk.patrons.v1.LogOutResponse\x12v\n\x11IssueServiceToken\x12/.bibliodesk.patrons.v1.IssueServiceTokenRequest\x1a\x30.bibliodesk.patrons.v1.IssueServiceTokenResponse\x12g\n\x0cGetTokenKeys\x12*.bibliodesk.patrons.v1.GetTokenKeysRequest\x1a+.bibliodesk.patrons.v1.GetTokenKeysResponse\x12y\n\x12\x43reateStaffAccount\x12\x30.bibliodesk.patrons.v1.CreateStaffAccountRequest\x1a\x31.bibliodesk.patrons.v1.CreateStaffAccountResponse\x12v\n\x11ListStaffAccounts\x12/.bibliodesk.patrons.v1.ListStaffAccountsRequest\x1a\x30.bibliodesk.patrons.v1.ListStaffAccountsResponse\x12y\n\x12UpdateStaffAccount\x12\x30.bibliodesk.patrons.v1.UpdateStaffAccountRequest\x1a\x31.bibliodesk.patrons.v1.UpdateStaffAccountResponse\x12y\n\x12ResetStaffPassword\x12\x30.bibliodesk.patrons.v1.ResetStaffPasswordRequest\x1a\x31.bibliodesk.patrons.v1.ResetStaffPasswordResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'bibliodesk.patrons.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PRINCIPALKIND']._serialized_start=1642
-  _globals['_PRINCIPALKIND']._serialized_end=1770
-  _globals['_STAFFROLE']._serialized_start=1772
-  _globals['_STAFFROLE']._serialized_end=1858
-  _globals['_PRINCIPAL']._serialized_start=97
-  _globals['_PRINCIPAL']._serialized_end=230
-  _globals['_LOGINREQUEST']._serialized_start=232
-  _globals['_LOGINREQUEST']._serialized_end=282
-  _globals['_LOGINRESPONSE']._serialized_start=285
-  _globals['_LOGINRESPONSE']._serialized_end=456
-  _globals['_CHANGECREDENTIALSREQUEST']._serialized_start=458
-  _globals['_CHANGECREDENTIALSREQUEST']._serialized_end=554
-  _globals['_CHANGECREDENTIALSRESPONSE']._serialized_start=556
-  _globals['_CHANGECREDENTIALSRESPONSE']._serialized_end=653
-  _globals['_LOGOUTREQUEST']._serialized_start=655
-  _globals['_LOGOUTREQUEST']._serialized_end=670
-  _globals['_LOGOUTRESPONSE']._serialized_start=672
-  _globals['_LOGOUTRESPONSE']._serialized_end=688
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=690
-  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=754
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=756
-  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=853
-  _globals['_GETTOKENKEYSREQUEST']._serialized_start=855
-  _globals['_GETTOKENKEYSREQUEST']._serialized_end=876
-  _globals['_TOKENKEY']._serialized_start=878
-  _globals['_TOKENKEY']._serialized_end=928
-  _globals['_GETTOKENKEYSRESPONSE']._serialized_start=930
-  _globals['_GETTOKENKEYSRESPONSE']._serialized_end=999
-  _globals['_STAFFACCOUNT']._serialized_start=1002
-  _globals['_STAFFACCOUNT']._serialized_end=1197
-  _globals['_CREATESTAFFACCOUNTREQUEST']._serialized_start=1200
-  _globals['_CREATESTAFFACCOUNTREQUEST']._serialized_end=1352
-  _globals['_CREATESTAFFACCOUNTRESPONSE']._serialized_start=1354
-  _globals['_CREATESTAFFACCOUNTRESPONSE']._serialized_end=1463
-  _globals['_LISTSTAFFACCOUNTSREQUEST']._serialized_start=1465
-  _globals['_LISTSTAFFACCOUNTSREQUEST']._serialized_end=1530
-  _globals['_LISTSTAFFACCOUNTSRESPONSE']._serialized_start=1532
-  _globals['_LISTSTAFFACCOUNTSRESPONSE']._serialized_end=1639
-  _globals['_IDENTITYSERVICE']._serialized_start=1861
-  _globals['_IDENTITYSERVICE']._serialized_end=2637
+  _globals['_PRINCIPALKIND']._serialized_start=2167
+  _globals['_PRINCIPALKIND']._serialized_end=2295
+  _globals['_STAFFROLE']._serialized_start=2297
+  _globals['_STAFFROLE']._serialized_end=2383
+  _globals['_PRINCIPAL']._serialized_start=131
+  _globals['_PRINCIPAL']._serialized_end=264
+  _globals['_LOGINREQUEST']._serialized_start=266
+  _globals['_LOGINREQUEST']._serialized_end=316
+  _globals['_LOGINRESPONSE']._serialized_start=319
+  _globals['_LOGINRESPONSE']._serialized_end=490
+  _globals['_CHANGECREDENTIALSREQUEST']._serialized_start=492
+  _globals['_CHANGECREDENTIALSREQUEST']._serialized_end=588
+  _globals['_CHANGECREDENTIALSRESPONSE']._serialized_start=590
+  _globals['_CHANGECREDENTIALSRESPONSE']._serialized_end=687
+  _globals['_LOGOUTREQUEST']._serialized_start=689
+  _globals['_LOGOUTREQUEST']._serialized_end=704
+  _globals['_LOGOUTRESPONSE']._serialized_start=706
+  _globals['_LOGOUTRESPONSE']._serialized_end=722
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_start=724
+  _globals['_ISSUESERVICETOKENREQUEST']._serialized_end=788
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_start=790
+  _globals['_ISSUESERVICETOKENRESPONSE']._serialized_end=887
+  _globals['_GETTOKENKEYSREQUEST']._serialized_start=889
+  _globals['_GETTOKENKEYSREQUEST']._serialized_end=910
+  _globals['_TOKENKEY']._serialized_start=912
+  _globals['_TOKENKEY']._serialized_end=962
+  _globals['_GETTOKENKEYSRESPONSE']._serialized_start=964
+  _globals['_GETTOKENKEYSRESPONSE']._serialized_end=1033
+  _globals['_STAFFACCOUNT']._serialized_start=1036
+  _globals['_STAFFACCOUNT']._serialized_end=1291
+  _globals['_CREATESTAFFACCOUNTREQUEST']._serialized_start=1294
+  _globals['_CREATESTAFFACCOUNTREQUEST']._serialized_end=1446
+  _globals['_CREATESTAFFACCOUNTRESPONSE']._serialized_start=1448
+  _globals['_CREATESTAFFACCOUNTRESPONSE']._serialized_end=1557
+  _globals['_LISTSTAFFACCOUNTSREQUEST']._serialized_start=1559
+  _globals['_LISTSTAFFACCOUNTSREQUEST']._serialized_end=1624
+  _globals['_LISTSTAFFACCOUNTSRESPONSE']._serialized_start=1626
+  _globals['_LISTSTAFFACCOUNTSRESPONSE']._serialized_end=1733
+  _globals['_UPDATESTAFFACCOUNTREQUEST']._serialized_start=1736
+  _globals['_UPDATESTAFFACCOUNTREQUEST']._serialized_end=1900
+  _globals['_UPDATESTAFFACCOUNTRESPONSE']._serialized_start=1902
+  _globals['_UPDATESTAFFACCOUNTRESPONSE']._serialized_end=1984
+  _globals['_RESETSTAFFPASSWORDREQUEST']._serialized_start=1986
+  _globals['_RESETSTAFFPASSWORDREQUEST']._serialized_end=2053
+  _globals['_RESETSTAFFPASSWORDRESPONSE']._serialized_start=2055
+  _globals['_RESETSTAFFPASSWORDRESPONSE']._serialized_end=2164
+  _globals['_IDENTITYSERVICE']._serialized_start=2386
+  _globals['_IDENTITYSERVICE']._serialized_end=3408
 # @@protoc_insertion_point(module_scope)

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -366,12 +367,22 @@ class StaffAccount(_message.Message):
     BRANCH_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     LOCKED_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    MUST_CHANGE_PASSWORD_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     username: _builtins.str
     display_name: _builtins.str
     branch: _builtins.str
     """Home branch code."""
     locked: _builtins.bool
+    """True while log-in is locked after repeated failures."""
+    active: _builtins.bool
+    """False when an admin deactivated the account."""
+    must_change_password: _builtins.bool
+    """True until the staff member replaced the one-time password."""
+    etag: _builtins.str
+    """Concurrency token for UpdateStaffAccount."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___StaffRole.ValueType]: ...
     @_builtins.property
@@ -386,10 +397,13 @@ class StaffAccount(_message.Message):
         branch: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         locked: _builtins.bool = ...,
+        active: _builtins.bool = ...,
+        must_change_password: _builtins.bool = ...,
+        etag: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["branch", b"branch", "created_at", b"created_at", "display_name", b"display_name", "id", b"id", "locked", b"locked", "roles", b"roles", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "branch", b"branch", "created_at", b"created_at", "display_name", b"display_name", "etag", b"etag", "id", b"id", "locked", b"locked", "must_change_password", b"must_change_password", "roles", b"roles", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -496,3 +510,107 @@ class ListStaffAccountsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListStaffAccountsResponse: _TypeAlias = ListStaffAccountsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateStaffAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key."""
+    etag: _builtins.str
+    """The etag last read (required)."""
+    @_builtins.property
+    def account(self) -> Global___StaffAccount:
+        """The account id and the new values of the fields named in update_mask."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Fields to change: display_name, roles, branch, active."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account: Global___StaffAccount | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "etag", b"etag", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStaffAccountRequest: _TypeAlias = UpdateStaffAccountRequest  # noqa: Y015
+
+@_typing.final
+class UpdateStaffAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def account(self) -> Global___StaffAccount: ...
+    def __init__(
+        self,
+        *,
+        account: Global___StaffAccount | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateStaffAccountResponse: _TypeAlias = UpdateStaffAccountResponse  # noqa: Y015
+
+@_typing.final
+class ResetStaffPasswordRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key: a retry returns the same one-time password."""
+    account_id: _builtins.str
+    """The staff account id."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetStaffPasswordRequest: _TypeAlias = ResetStaffPasswordRequest  # noqa: Y015
+
+@_typing.final
+class ResetStaffPasswordResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    ONE_TIME_PASSWORD_FIELD_NUMBER: _builtins.int
+    one_time_password: _builtins.str
+    """The new one-time password; shown once, must be changed at the next log-in."""
+    @_builtins.property
+    def account(self) -> Global___StaffAccount: ...
+    def __init__(
+        self,
+        *,
+        account: Global___StaffAccount | None = ...,
+        one_time_password: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account", b"account"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "one_time_password", b"one_time_password"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetStaffPasswordResponse: _TypeAlias = ResetStaffPasswordResponse  # noqa: Y015

@@ -75,6 +75,16 @@ class IdentityServiceStub:
                 request_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ListStaffAccountsRequest.SerializeToString,
                 response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ListStaffAccountsResponse.FromString,
                 _registered_method=True)
+        self.UpdateStaffAccount = channel.unary_unary(
+                '/bibliodesk.patrons.v1.IdentityService/UpdateStaffAccount',
+                request_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.UpdateStaffAccountRequest.SerializeToString,
+                response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.UpdateStaffAccountResponse.FromString,
+                _registered_method=True)
+        self.ResetStaffPassword = channel.unary_unary(
+                '/bibliodesk.patrons.v1.IdentityService/ResetStaffPassword',
+                request_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ResetStaffPasswordRequest.SerializeToString,
+                response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ResetStaffPasswordResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -139,6 +149,22 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateStaffAccount(self, request, context):
+        """Admin: changes a staff account's name, roles, branch or active flag (a deactivated account
+        cannot log in and its open sessions end). An admin cannot deactivate or demote themselves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetStaffPassword(self, request, context):
+        """Admin: gives a staff member a new one-time password (shown once); the old password and every
+        open session of that account stop working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -176,6 +202,16 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListStaffAccounts,
                     request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ListStaffAccountsRequest.FromString,
                     response_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ListStaffAccountsResponse.SerializeToString,
+            ),
+            'UpdateStaffAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateStaffAccount,
+                    request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.UpdateStaffAccountRequest.FromString,
+                    response_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.UpdateStaffAccountResponse.SerializeToString,
+            ),
+            'ResetStaffPassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetStaffPassword,
+                    request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ResetStaffPasswordRequest.FromString,
+                    response_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ResetStaffPasswordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -373,6 +409,60 @@ class IdentityService:
             '/bibliodesk.patrons.v1.IdentityService/ListStaffAccounts',
             bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ListStaffAccountsRequest.SerializeToString,
             bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ListStaffAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateStaffAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bibliodesk.patrons.v1.IdentityService/UpdateStaffAccount',
+            bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.UpdateStaffAccountRequest.SerializeToString,
+            bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.UpdateStaffAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetStaffPassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bibliodesk.patrons.v1.IdentityService/ResetStaffPassword',
+            bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ResetStaffPasswordRequest.SerializeToString,
+            bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.ResetStaffPasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

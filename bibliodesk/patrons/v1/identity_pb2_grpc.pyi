@@ -59,6 +59,14 @@ class IdentityServiceStub:
     """Admin: creates a staff account. The response carries the one-time password, once."""
     ListStaffAccounts: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListStaffAccountsRequest, _identity_pb2.ListStaffAccountsResponse]
     """Admin: lists staff accounts."""
+    UpdateStaffAccount: _grpc.UnaryUnaryMultiCallable[_identity_pb2.UpdateStaffAccountRequest, _identity_pb2.UpdateStaffAccountResponse]
+    """Admin: changes a staff account's name, roles, branch or active flag (a deactivated account
+    cannot log in and its open sessions end). An admin cannot deactivate or demote themselves.
+    """
+    ResetStaffPassword: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ResetStaffPasswordRequest, _identity_pb2.ResetStaffPasswordResponse]
+    """Admin: gives a staff member a new one-time password (shown once); the old password and every
+    open session of that account stop working.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -91,6 +99,14 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Admin: creates a staff account. The response carries the one-time password, once."""
     ListStaffAccounts: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListStaffAccountsRequest, _identity_pb2.ListStaffAccountsResponse]  # type: ignore[assignment]
     """Admin: lists staff accounts."""
+    UpdateStaffAccount: _aio.UnaryUnaryMultiCallable[_identity_pb2.UpdateStaffAccountRequest, _identity_pb2.UpdateStaffAccountResponse]  # type: ignore[assignment]
+    """Admin: changes a staff account's name, roles, branch or active flag (a deactivated account
+    cannot log in and its open sessions end). An admin cannot deactivate or demote themselves.
+    """
+    ResetStaffPassword: _aio.UnaryUnaryMultiCallable[_identity_pb2.ResetStaffPasswordRequest, _identity_pb2.ResetStaffPasswordResponse]  # type: ignore[assignment]
+    """Admin: gives a staff member a new one-time password (shown once); the old password and every
+    open session of that account stop working.
+    """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     """Who may call what: staff log-in, patron log-in and first-log-in credential change, service
@@ -162,5 +178,25 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ListStaffAccountsResponse, _abc.Awaitable[_identity_pb2.ListStaffAccountsResponse]]:
         """Admin: lists staff accounts."""
+
+    @_abc_1.abstractmethod
+    def UpdateStaffAccount(
+        self,
+        request: _identity_pb2.UpdateStaffAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.UpdateStaffAccountResponse, _abc.Awaitable[_identity_pb2.UpdateStaffAccountResponse]]:
+        """Admin: changes a staff account's name, roles, branch or active flag (a deactivated account
+        cannot log in and its open sessions end). An admin cannot deactivate or demote themselves.
+        """
+
+    @_abc_1.abstractmethod
+    def ResetStaffPassword(
+        self,
+        request: _identity_pb2.ResetStaffPasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.ResetStaffPasswordResponse, _abc.Awaitable[_identity_pb2.ResetStaffPasswordResponse]]:
+        """Admin: gives a staff member a new one-time password (shown once); the old password and every
+        open session of that account stop working.
+        """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

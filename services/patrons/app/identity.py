@@ -509,12 +509,66 @@ class Identity:
         )
         return self.staff_row(session, staff_id)
 
+    def update_staff(
+        self, session: Session, actor_id: str, staff_id: str, expected: int, changes: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """Admin edits a staff account. Role or activation changes end the account's sessions (the
+        token carries the roles)."""
+        now = self.clock.now()
+        s = t.staff.c
+        staff = session.execute(lock_for_update(select(t.staff).where(s.id == staff_id), session)).first()
+        if staff is None:
+            raise NotFound("STAFF_NOT_FOUND", "no such staff account", metadata={"account_id": staff_id})
+        if staff.version != expected:
+            from bibliodesk.runtime.errors import Aborted
+
+            raise Aborted("ETAG_MISMATCH", "the staff account changed since it was read; read it again")
+        if staff_id == actor_id and (
+            changes.get("active") is False or ("roles" in changes and "admin" not in changes["roles"])
+        ):
+            raise FailedPrecondition(
+                "CANNOT_CHANGE_OWN_ACCESS", "an administrator cannot deactivate or demote their own account"
+            )
+        values = dict(changes)
+        if "roles" in values:
+            values["roles"] = ",".join(values["roles"])
+        session.execute(update(t.staff).where(s.id == staff_id).values(**values, version=staff.version + 1))
+        if "roles" in changes or changes.get("active") is False or "branch" in changes:
+            account = repo.account_by_subject(session, STAFF_KIND, staff_id)
+            if account is not None:
+                repo.end_sessions(session, account.id, now)
+        return self.staff_row(session, staff_id)
+
+    def reset_staff_password(
+        self, session: Session, staff_id: str, issue_id: str, password_hash: str
+    ) -> tuple[Any, Any]:
+        now = self.clock.now()
+        account = repo.account_by_subject(session, STAFF_KIND, staff_id, for_update=True)
+        if account is None:
+            raise NotFound("STAFF_NOT_FOUND", "no such staff account", metadata={"account_id": staff_id})
+        session.execute(
+            update(t.accounts)
+            .where(t.accounts.c.id == account.id)
+            .values(
+                password_hash=password_hash,
+                state=CredentialsState.TEMPORARY.value,
+                issue_id=issue_id,
+                temporary_expires_at=now + self.cfg.temporary_password_ttl,
+                defined_at=None,
+                token_version=account.token_version + 1,
+                updated_at=now,
+            )
+        )
+        repo.end_sessions(session, account.id, now)
+        repo.save_throttle(session, cred.throttle_key(account.username), 0, None, None)
+        return self.staff_row(session, staff_id)
+
     def staff_row(self, session: Session, staff_id: str) -> tuple[Any, Any]:
         staff = session.execute(select(t.staff).where(t.staff.c.id == staff_id)).one()
         account = repo.account_by_subject(session, STAFF_KIND, staff_id)
         return staff, account
 
-    def list_staff(self, session: Session, after: str, limit: int) -> list[tuple[Any, Any]]:
+    def list_staff(self, session: Session, after: str, limit: int) -> list[tuple[Any, Any, bool]]:
         a = t.accounts.c
         rows = session.execute(
             select(t.accounts)
@@ -525,7 +579,9 @@ class Identity:
         out = []
         for account in rows:
             staff = session.execute(select(t.staff).where(t.staff.c.id == account.subject_id)).one()
-            out.append((staff, account))
+            throttle = repo.throttle_row(session, cred.throttle_key(account.username))
+            locked = bool(throttle and throttle.locked_until and throttle.locked_until > self.clock.now())
+            out.append((staff, account, locked))
         return out
 
     async def bootstrap_admin(self) -> str | None:

@@ -137,6 +137,7 @@ staff = Table(
     Column("branch", String(16), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("version", Integer, nullable=False, server_default="1"),
 )
 
 # Log-in credentials of patrons and staff. One namespace of usernames for both.
