@@ -140,7 +140,7 @@ class Inbox:
     ) -> pb.SubmitReservationRequestResponse:
         principal = auth.current_principal()
         v = Violations()
-        v.required("request_id", request.request_id)
+        _request_id(v, request.request_id)
         if v.required("item_barcode", request.item_barcode):
             v.max_length("item_barcode", request.item_barcode, 64)
         v.max_length("pickup_branch", request.pickup_branch, 64)
@@ -219,7 +219,7 @@ class Inbox:
     ) -> pb.WithdrawReservationRequestResponse:
         principal = auth.current_principal()
         v = Violations()
-        v.required("request_id", request.request_id)
+        _request_id(v, request.request_id)
         v.required("reservation_request_id", request.reservation_request_id)
         v.raise_if_any()
         return await self._write(
@@ -338,7 +338,7 @@ class Inbox:
         makes the reservations service answer with the same reservation, never a second one."""
         principal = auth.require_staff()
         v = Violations()
-        v.required("request_id", request.request_id)
+        _request_id(v, request.request_id)
         v.required("reservation_request_id", request.reservation_request_id)
         mode = convert.MODE_FROM_PB.get(request.mode)
         v.check(
@@ -427,7 +427,7 @@ class Inbox:
     async def cut(self, request: pb.CutReservationRequestRequest) -> pb.CutReservationRequestResponse:
         principal = auth.require_staff()
         v = Violations()
-        v.required("request_id", request.request_id)
+        _request_id(v, request.request_id)
         v.required("reservation_request_id", request.reservation_request_id)
         reason = convert.CUT_FROM_PB.get(request.reason)
         v.check(reason is not None, "reason", "is required: say why the request is cut", "REQUIRED")
@@ -472,7 +472,7 @@ class Inbox:
     async def send_notice(self, request: pb.SendRequestNoticeRequest) -> pb.SendRequestNoticeResponse:
         principal = auth.require_staff()
         v = Violations()
-        v.required("request_id", request.request_id)
+        _request_id(v, request.request_id)
         v.required("reservation_request_id", request.reservation_request_id)
         v.max_length("template_key", request.template_key, 100)
         v.max_length("subject", request.subject, 200)
@@ -613,3 +613,9 @@ class _Feed:
                     self._sent.add(e.id)
         self._sent = {i for i in self._sent if i > self.cursor}
         return fresh
+
+
+def _request_id(v: Violations, value: str) -> None:
+    """Mutations need an idempotency key; 100 characters leave room for the caller scope."""
+    if v.required("request_id", value):
+        v.max_length("request_id", value, 100)
