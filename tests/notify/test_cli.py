@@ -26,7 +26,7 @@ async def _run(env: NotifyEnv, monkeypatch: pytest.MonkeyPatch, *argv: str) -> t
     return int(code), out.getvalue()
 
 
-async def test_send_history_show_and_templates_from_the_command_line(
+async def test_send_history_show_templates_and_refusals_from_the_command_line(
     notify_env: NotifyEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out = await _run(
@@ -77,9 +77,6 @@ async def test_send_history_show_and_templates_from_the_command_line(
     assert code == 0 and "credentials" in out and "it" in out and "en" in out
     code, out = await _run(notify_env, monkeypatch, "notify", "templates", "preview", "pickup_reminder", "en")
     assert code == 0 and "reminder" in out
-
-
-async def test_a_refusal_is_printed_plainly(notify_env: NotifyEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = await _run(
         notify_env, monkeypatch, "notify", "send", NOMAIL, "--subject", "Ciao", "--body", "x"
     )

@@ -153,7 +153,7 @@ BAD_REQUESTS = [
 ]
 
 
-async def test_bad_requests_name_the_field_or_the_reason(notify_env: NotifyEnv) -> None:
+async def test_bad_requests_and_unauthorised_callers_get_a_clear_refusal(notify_env: NotifyEnv) -> None:
     for fields, code, expected in BAD_REQUESTS:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await notify_env.send(**fields)
@@ -163,9 +163,6 @@ async def test_bad_requests_name_the_field_or_the_reason(notify_env: NotifyEnv) 
         else:
             assert error_reason(err.value) == expected
     assert notify_env.smtp.received == []
-
-
-async def test_a_patron_cannot_send_and_an_anonymous_caller_is_refused(notify_env: NotifyEnv) -> None:
     request = pb.SendMessageRequest(request_id="p", patron_id=MARIA, template_key="free_message", body="x")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await notify_env.stub(notify_env.patron(MARIA)).SendMessage(request)
@@ -178,7 +175,9 @@ async def test_a_patron_cannot_send_and_an_anonymous_caller_is_refused(notify_en
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_one_hundred_concurrent_sends_with_the_same_key_make_one_mail(notify_env: NotifyEnv) -> None:
+async def test_one_key_one_mail_even_for_100_concurrent_sends_and_a_reused_key_is_refused(
+    notify_env: NotifyEnv,
+) -> None:
     stub = notify_env.stub(notify_env.service("requests"))
     request = pb.SendMessageRequest(
         request_id="inbox-request:42",
@@ -199,9 +198,6 @@ async def test_one_hundred_concurrent_sends_with_the_same_key_make_one_mail(noti
     assert len(notify_env.smtp.received) == 1
     history = await notify_env.stub().ListMessages(pb.ListMessagesRequest(reference="inbox-request:42"))
     assert len(history.messages) == 1
-
-
-async def test_reusing_a_key_for_a_different_message_is_refused(notify_env: NotifyEnv) -> None:
     await notify_env.send(request_id="k", patron_id=MARIA, template_key="free_message", body="uno")
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await notify_env.send(request_id="k", patron_id=MARIA, template_key="free_message", body="due")

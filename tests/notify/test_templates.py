@@ -138,7 +138,9 @@ async def test_a_template_that_cannot_render_is_refused_at_save_time(notify_env:
         assert error_fields(err.value) == [field]
 
 
-async def test_update_with_etag_restore_and_delete_rules(notify_env: NotifyEnv) -> None:
+async def test_update_with_etag_restore_delete_and_only_admins_change_templates(
+    notify_env: NotifyEnv,
+) -> None:
     admin = notify_env.stub(notify_env.admin())
     current = (
         await admin.GetTemplate(pb.GetTemplateRequest(event_key="reservation_ready", language="it"))
@@ -207,9 +209,6 @@ async def test_update_with_etag_restore_and_delete_rules(notify_env: NotifyEnv) 
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await admin.GetTemplate(pb.GetTemplateRequest(event_key="custom_note", language="en"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-async def test_operators_read_templates_but_only_admins_change_them(notify_env: NotifyEnv) -> None:
     operator = notify_env.stub(notify_env.staff("operator"))
     await operator.GetTemplate(pb.GetTemplateRequest(event_key="free_message", language="it"))
     with pytest.raises(grpc.aio.AioRpcError) as err:
