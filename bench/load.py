@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import resource
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -663,6 +664,8 @@ def load_all(
         for name in targets
     ]
     t0 = time.perf_counter()
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = usage0.ru_utime + usage0.ru_stime
     totals = expected_rows(layout)
     done: set[str] = set()
     loaded = dict.fromkeys(totals, 0)
@@ -706,4 +709,11 @@ def load_all(
     for proc in procs:
         proc.join()
     seconds = time.perf_counter() - t0
-    return {"seconds": round(seconds, 1), "rows": loaded, "rows_total": sum(loaded.values())}
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = used.ru_utime + used.ru_stime - cpu0
+    return {
+        "seconds": round(seconds, 1),
+        "loader_cpu_seconds": round(cpu, 1),
+        "rows": loaded,
+        "rows_total": sum(loaded.values()),
+    }

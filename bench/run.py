@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--argon2-memory-kib", type=int, default=65536, help="the server's argon2id memory cost")
     p.add_argument("--argon2-time-cost", type=int, default=3, help="the server's argon2id time cost")
     p.add_argument("--profile", default="", help="sample the server's threads during this operation")
+    p.add_argument("--patch", default="", help="apply proposed fixes to the server (bench/patches.py)")
     p.add_argument("--idle-settle", type=float, default=5.0, help="seconds to wait before reading idle RSS")
     args = p.parse_args(argv)
     if args.quick:
@@ -157,6 +158,8 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         console.rule("3. start with the library")
         if args.profile:
             system.profile_out = home / "profile.txt"
+        system.patches = args.patch
+        results["patches"] = [p for p in args.patch.split(",") if p]
         t0 = time.perf_counter()
         await system.start()
         results["startup_s"] = round(time.perf_counter() - t0, 1)

@@ -1,6 +1,6 @@
 """A wall-clock sampling profiler over every thread of ``bibliodesk up`` (no extra package).
 
-    python -m bench.sampler OUT.txt up [args...]
+    python -m bench.sampler OUT.txt up [args...]     (OUT "-": no sampling, only $BENCH_PATCHES)
 
 runs the program as ``bibliodesk up`` would, with a thread that every few milliseconds records
 the Python stack of every other thread (``sys._current_frames``). SIGUSR1 clears the samples (the
@@ -116,12 +116,18 @@ class Sampler:
 
 
 def main() -> int:
+    import os
+
+    from .patches import apply
+
+    apply(os.environ.get("BENCH_PATCHES", ""))
     out = Path(sys.argv[1])
     sampler = Sampler(out)
-    signal.signal(signal.SIGUSR1, lambda *_: sampler.reset())
-    signal.signal(signal.SIGUSR2, lambda *_: sampler.write())
-    thread = threading.Thread(target=sampler.run, name="bench-sampler", daemon=True)
-    thread.start()
+    if sys.argv[1] != "-":  # "-": no sampling (only the patches)
+        signal.signal(signal.SIGUSR1, lambda *_: sampler.reset())
+        signal.signal(signal.SIGUSR2, lambda *_: sampler.write())
+        thread = threading.Thread(target=sampler.run, name="bench-sampler", daemon=True)
+        thread.start()
     from bibliodesk.cli.main import main as bibliodesk_main
 
     try:

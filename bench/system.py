@@ -134,6 +134,8 @@ class System:
     log_path: Path | None = None
     #: when set, run under bench.sampler writing its report there (SIGUSR1 resets, SIGUSR2 writes)
     profile_out: Path | None = None
+    #: proposed fixes to apply in the server process (bench/patches.py), comma-separated
+    patches: str = ""
 
     def __post_init__(self) -> None:
         if not self.ports:
@@ -176,7 +178,8 @@ class System:
             env[f"BIBLIODESK_{key}_DATABASE_URL"] = self.database_url(name)
             if self.is_pg:
                 env[f"BIBLIODESK_{key}_DB_SCHEMA"] = self.schema(name)
-        if self.profile_out is not None:
+        if self.profile_out is not None or self.patches:
+            env["BENCH_PATCHES"] = self.patches
             root = str(Path(__file__).resolve().parent.parent)
             env["PYTHONPATH"] = (
                 root + os.pathsep + env.get("PYTHONPATH", "") if env.get("PYTHONPATH") else root
@@ -201,8 +204,8 @@ class System:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema(name)}" CASCADE')
 
     def command(self) -> list[str]:
-        if self.profile_out is not None:
-            return [sys.executable, "-m", "bench.sampler", str(self.profile_out), "up"]
+        if self.profile_out is not None or self.patches:
+            return [sys.executable, "-m", "bench.sampler", str(self.profile_out or "-"), "up"]
         script = Path(sys.executable).parent / "bibliodesk"
         if script.exists():
             return [str(script), "up"]

@@ -1,0 +1,48 @@
+"""Proposed fixes, applied at start-up to the server process only, to measure them before the
+owners change their code (``python -m bench.run --patch token-cache``). Nothing here is imported
+by the services; the bench's own runs are unpatched unless asked.
+
+* ``token-cache`` (FINDINGS.md F3): ``TokenVerifier.verify`` remembers the principal of each token
+  it has verified (bounded, until the token expires) instead of checking the Ed25519 signature on
+  every call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+CACHE_SIZE = 10_000
+
+
+def token_cache() -> None:
+    from bibliodesk.runtime import auth
+
+    original = auth.TokenVerifier.verify
+
+    async def verify(self: Any, token: str) -> Any:
+        cache: dict[str, Any] = self.__dict__.setdefault("_verified", {})
+        principal = cache.get(token)
+        now = self.now() if self.now is not None else datetime.now(UTC)
+        if principal is not None and principal.expires_at is not None and principal.expires_at > now:
+            return principal
+        principal = await original(self, token)
+        if len(cache) >= CACHE_SIZE:
+            cache.clear()
+        cache[token] = principal
+        return principal
+
+    auth.TokenVerifier.verify = verify  # type: ignore[method-assign]
+
+
+PATCHES = {"token-cache": token_cache}
+
+
+def apply(names: str) -> list[str]:
+    applied = []
+    for name in filter(None, (n.strip() for n in names.split(","))):
+        if name not in PATCHES:
+            raise SystemExit(f"unknown patch {name!r}; known: {', '.join(PATCHES)}")
+        PATCHES[name]()
+        applied.append(name)
+    return applied
