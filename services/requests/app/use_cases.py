@@ -28,6 +28,7 @@ from .. import convert
 from ..domain.model import (
     AdvanceMode,
     CutReason,
+    HistoryEntry,
     ItemSituation,
     PatronActivity,
     RequestEvent,
@@ -150,7 +151,7 @@ def submit(
 # --- reads ---------------------------------------------------------------------------------------
 
 
-def get_with_history(session: Session, request_id: str) -> tuple[ReservationRequest, list[Any]]:
+def get_with_history(session: Session, request_id: str) -> tuple[ReservationRequest, list[HistoryEntry]]:
     found = repo.get(session, request_id)
     return found, repo.history(session, request_id)
 
