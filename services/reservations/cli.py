@@ -398,7 +398,15 @@ async def _checkin(ctx: Any, args: argparse.Namespace) -> int:
         ),
         timeout=30,
     )
-    if reply.HasField("ready_reservation"):
+    if reply.HasField("ready_reservation") and not reply.ready_reservation.HasField("fetched_at"):
+        r = reply.ready_reservation
+        ctx.console.print(
+            f"[bold yellow]Reserved![/bold yellow] Send {reply.item.barcode} "
+            f"to branch [bold]{r.pickup_branch}[/bold] "
+            f"for patron card {r.patron_card_barcode or r.patron_id}; its desk confirms arrival "
+            f"(reservations fetched {r.id[:8]}), then the patron is told."
+        )
+    elif reply.HasField("ready_reservation"):
         r = reply.ready_reservation
         ctx.console.print(
             f"[bold yellow]Reserved![/bold yellow] Put {reply.item.barcode} on the hold shelf for patron "

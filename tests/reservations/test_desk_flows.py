@@ -455,3 +455,27 @@ async def test_metrics_show_the_hold_shelf_and_the_queue(desk: Desk) -> None:
     assert 'bibliodesk_reservations_active{state="ready_for_pickup"} 1.0' in text
     assert 'bibliodesk_reservations_active{state="waiting_for_return"} 1.0' in text
     assert 'bibliodesk_reservations_active{state="to_fetch"} 1.0' in text
+
+
+async def test_returned_at_another_branch_the_copy_travels_and_the_patron_is_told_on_arrival(
+    desk: Desk,
+) -> None:
+    await desk.check_out("borrower", "B002")
+    r = await desk.reserve("p1", "B002", pickup_branch="NORD")
+    back = await desk.circulation.CheckIn(
+        pb.CheckInRequest(request_id=rid(), item_barcode="B002", branch="CEN")
+    )
+    assert back.ready_reservation.id == r.id and not back.ready_reservation.HasField("fetched_at")
+    assert desk.outbox() == []  # not on NORD's hold shelf yet: nobody is told
+    for branch in ("CEN", "NORD"):  # the desk that sends it and the desk that receives it
+        listed = await desk.reservations.ListItemsToSetAside(pb.ListItemsToSetAsideRequest(branch=branch))
+        assert [e.reservation.id for e in listed.items] == [r.id]
+    assert (
+        list((await desk.reservations.ListItemsToSetAside(pb.ListItemsToSetAsideRequest(branch="SUD"))).items)
+        == []
+    )
+    await desk.reservations.ConfirmItemSetAside(
+        pb.ConfirmItemSetAsideRequest(request_id=rid(), reservation_id=r.id)
+    )
+    [notice] = desk.outbox()
+    assert notice["template_key"] == "item_back_from_loan" and notice["variables"]["pickup_branch"] == "NORD"

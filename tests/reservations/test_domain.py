@@ -358,3 +358,25 @@ def test_random_desk_actions_keep_every_invariant(actions: list[tuple[str, str]]
         order = [rid for rid in arrival if rid in {r.id for r in waiting}]
         assert [r.id for r in sorted(waiting, key=lambda r: r.queue_position or 0)] == order
         assert len({r.patron_id for r in c.active}) == len(c.active)
+
+
+def test_a_copy_passed_on_to_a_patron_collecting_elsewhere_must_travel_first() -> None:
+    c = circ()
+    a = reserve(c, "a")
+    b = c.reserve(
+        reservation_id="r-b",
+        patron_id="b",
+        patron_card_barcode="",
+        pickup_branch="nord",
+        origin=Origin.WEB,
+        now=NOW,
+        actor="t",
+        pickup_period_days=7,
+        auto_expire=True,
+    )
+    c.confirm_fetched(a.id, now=NOW)
+    c.events.clear()
+    passed = c.cancel(a.id, by_patron=True, now=NOW, actor="a", note="")
+    assert passed is b and b.fetched_at is None and c.events == []
+    c.confirm_fetched(b.id, now=NOW)
+    assert c.events == [ReservationReady(b.id, "b", "B1", "reservation_ready")]

@@ -521,13 +521,17 @@ class Circulation:
         if waiting:
             ready = waiting[0]
             ready.move(R.READY_FOR_PICKUP, "ITEM_RETURNED", now, actor)
-            ready.fetched_at = now  # the operator holds it: straight to the hold shelf
             self._touch(ready)
             self._set_aside(ready, "RETURNED_FOR_RESERVATION")
             self._renumber()
-            self.events.append(
-                ReservationReady(ready.id, ready.patron_id, self.item.barcode, "item_back_from_loan")
-            )
+            if not branch or branch == ready.pickup_branch:
+                # The operator holds it at the pickup desk: straight to the hold shelf, tell the patron.
+                ready.fetched_at = now
+                self.events.append(
+                    ReservationReady(ready.id, ready.patron_id, self.item.barcode, "item_back_from_loan")
+                )
+            # Returned elsewhere: it travels to the pickup branch, whose desk confirms its arrival
+            # (ConfirmItemSetAside) before the patron is told.
         else:
             self.item.move(ItemState.ON_SHELF, "RETURNED")
             self.item_changed = True
@@ -581,7 +585,8 @@ class Circulation:
         return True
 
     def confirm_fetched(self, reservation_id: str, *, now: datetime) -> Reservation:
-        """V1: the operator took the copy off the open shelf; now the patron can be told."""
+        """V1: the copy is on the pickup branch's hold shelf (taken off the open shelf, or arrived
+        from the branch where it was returned); now the patron can be told."""
         reservation = self._active_or_refuse(reservation_id)
         if reservation.status is not R.READY_FOR_PICKUP:
             raise FailedPrecondition(
@@ -592,10 +597,10 @@ class Circulation:
         if reservation.fetched_at is None:
             reservation.fetched_at = now
             self._touch(reservation)
+            returned = reservation.status_reason == "ITEM_RETURNED"
+            template = "item_back_from_loan" if returned else "reservation_ready"
             self.events.append(
-                ReservationReady(
-                    reservation.id, reservation.patron_id, self.item.barcode, "reservation_ready"
-                )
+                ReservationReady(reservation.id, reservation.patron_id, self.item.barcode, template)
             )
         return reservation
 
@@ -721,7 +726,8 @@ class Circulation:
         nxt = waiting[0]
         nxt.move(R.READY_FOR_PICKUP, "PASSED_ON", now, actor)
         # The copy stays where it is: on the hold shelf if it was fetched, else on the open shelf.
-        nxt.fetched_at = now if closed.fetched_at is not None else None
+        on_that_hold_shelf = closed.fetched_at is not None and closed.pickup_branch == nxt.pickup_branch
+        nxt.fetched_at = now if on_that_hold_shelf else None
         self._touch(nxt)
         self._set_aside(nxt, "PASSED_ON")
         if nxt.fetched_at is not None:

@@ -405,7 +405,8 @@ def reminders_due(session: Session, now: datetime, window: timedelta, limit: int
 
 
 def to_set_aside(session: Session, branch: str, page_size: int, page_token: str) -> tuple[list[Any], str]:
-    """READY reservations whose copy is still on the open shelf (V1), oldest first."""
+    """READY reservations whose copy is not on the pickup branch's hold shelf yet: still on the open
+    shelf (V1) or returned at another branch and on its way; oldest first."""
     query = (
         select(reservations.c.id, reservations.c.item_barcode, reservations.c.ready_at)
         .join(items, items.c.barcode == reservations.c.item_barcode)
@@ -415,7 +416,8 @@ def to_set_aside(session: Session, branch: str, page_size: int, page_token: str)
         )
     )
     if branch:
-        query = query.where(items.c.branch == branch)
+        # The branch that owns the copy (fetch it, or send it) and the one that receives it.
+        query = query.where(or_(items.c.branch == branch, reservations.c.pickup_branch == branch))
     if page_token:
         after = decode_token(page_token)
         try:
