@@ -290,7 +290,7 @@ class Inbox:
         wake = asyncio.Event()
         self._watchers.add(wake)
         try:
-            feed = _Feed(request.after_event_id or await self.db.read(repo.last_event_id))
+            feed = InboxFeed(request.after_event_id or await self.db.read(repo.last_event_id))
             while True:
                 wake.clear()  # before reading: a commit after the read wakes the wait below at once
                 events = await self.db.read(repo.events_after, feed.cursor, 200)
@@ -579,7 +579,7 @@ def _decode_token(token: str, f: repo.InboxFilter, v: Violations) -> tuple[datet
     return at, last_id
 
 
-class _Feed:
+class InboxFeed:
     """Reads the event log in id order without losing a late commit.
 
     On PostgreSQL ids are taken at insert and transactions commit in any order, so a watcher may see
