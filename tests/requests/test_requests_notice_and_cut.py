@@ -198,7 +198,11 @@ async def test_the_live_inbox_shows_new_requests_and_changes_as_they_happen(worl
                 return
 
     watcher = asyncio.create_task(watch())
-    await asyncio.sleep(0.3)  # let the stream open (it only sends what happens after it started)
+    inbox = world.stack.runtime("requests").state["app"]
+    for _ in range(400):  # the stream sends what happens after it opened: wait until it is open
+        if inbox.watchers:
+            break
+        await asyncio.sleep(0.05)
     request = await world.submit(patron, "B001")
     await world.inbox.SendRequestNotice(
         pb.SendRequestNoticeRequest(request_id=rid(), reservation_request_id=request.id, body="A breve.")

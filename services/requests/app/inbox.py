@@ -112,6 +112,11 @@ class Inbox:
         self._changed()
         return result
 
+    @property
+    def watchers(self) -> int:
+        """Live inbox streams open now."""
+        return len(self._watchers)
+
     def _changed(self) -> None:
         for event in self._watchers:
             event.set()
@@ -287,10 +292,10 @@ class Inbox:
         principal = auth.require_staff()
         if request.after_event_id < 0:
             raise InvalidArgument(field="after_event_id", description="must not be negative")
+        feed = InboxFeed(request.after_event_id or await self.db.read(repo.last_event_id))
         wake = asyncio.Event()
-        self._watchers.add(wake)
+        self._watchers.add(wake)  # from here on, every later event reaches this stream
         try:
-            feed = InboxFeed(request.after_event_id or await self.db.read(repo.last_event_id))
             while True:
                 wake.clear()  # before reading: a commit after the read wakes the wait below at once
                 events = await self.db.read(repo.events_after, feed.cursor, 200)
