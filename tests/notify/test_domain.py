@@ -237,7 +237,7 @@ def test_a_patron_not_yet_enrolled_has_no_card_and_still_gets_messages() -> None
     assert delivered["patron_card"] == "" and delivered["message"] == "Ciao"
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     password=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=4, max_size=40).filter(
         lambda p: p.strip() == p and p.strip() != "" and "*" not in p
