@@ -28,6 +28,7 @@ from services.notify.app.templates import TemplateService
 from services.notify.delivery.sealing import SealError, SecretBox
 from services.notify.delivery.transport import FileTransport, SmtpConfig, SmtpTransport, Transport
 from services.notify.delivery.worker import PATRON_NOTIFIED_TOPIC, DeliveryWorker, WorkerConfig
+from services.notify.domain.errors import InvalidInput
 from services.notify.domain.messages import MessageStatus, RetryPolicy
 from services.notify.domain.templates import Renderer, validate_language
 from services.notify.store import repository as repo
@@ -45,6 +46,14 @@ def _number(rt: ServiceRuntime, key: str, default: float) -> float:
     if value < 0:
         raise SettingsError(f"BIBLIODESK_{key} must not be negative")
     return value
+
+
+def _default_language(rt: ServiceRuntime) -> str:
+    raw = rt.settings.get("NOTIFY_DEFAULT_LANGUAGE", "it")
+    try:
+        return validate_language(raw)
+    except InvalidInput:
+        raise SettingsError(f"BIBLIODESK_NOTIFY_DEFAULT_LANGUAGE must be it or en, got {raw!r}") from None
 
 
 def build_transport(rt: ServiceRuntime) -> Transport:
@@ -90,9 +99,7 @@ async def setup(rt: ServiceRuntime) -> None:
         mail_from=rt.settings.smtp.mail_from,
         reply_to=rt.settings.smtp.reply_to,
         library_name=rt.settings.get("LIBRARY_NAME", "Biblioteca"),
-        default_language=validate_language(
-            rt.settings.get("NOTIFY_DEFAULT_LANGUAGE", "it"), "BIBLIODESK_NOTIFY_DEFAULT_LANGUAGE"
-        ),
+        default_language=_default_language(rt),
         policy=policy,
     )
     box = build_secret_box(rt)
