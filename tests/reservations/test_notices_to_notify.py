@@ -21,8 +21,9 @@ T = TypeVar("T")
 async def eventually(
     probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], *, pump: Callable[[], Awaitable[Any]]
 ) -> T:
-    """Runs the relays until ``done`` holds (bounded number of rounds, no timing asserted)."""
-    for _ in range(200):
+    """Runs the relays until ``done`` holds (generously bounded: a loaded machine is slow, and no
+    timing is asserted)."""
+    for _ in range(600):
         await pump()
         value = await probe()
         if done(value):
