@@ -5,6 +5,8 @@ Settings (environment, besides the runtime's):
   another branch is refused (INVALID_ARGUMENT pickup_branch). Empty: any branch.
 - ``BIBLIODESK_REQUESTS_ADVANCE_GRACE_SECONDS`` (30): an advance still in flight after this long is
   completed by the recovery task, which runs every ``BIBLIODESK_REQUESTS_RECOVERY_INTERVAL_SECONDS`` (15).
+- ``BIBLIODESK_REQUESTS_PEER_TIMEOUT_SECONDS`` (10): the deadline of each call to patrons,
+  reservations and notify.
 - ``BIBLIODESK_REQUESTS_WATCH_POLL_SECONDS`` (1): how often a live inbox looks for changes made by
   other replicas (changes made by this process wake it at once).
 """

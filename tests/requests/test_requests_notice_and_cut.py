@@ -27,7 +27,7 @@ async def messages_about(world: World, request_id: str) -> list[npb.Message]:
     """Waits until the requests outbox has handed everything to notify (the background relay may
     be mid-delivery), then asks notify for the messages about this request."""
     rt = world.stack.runtime("requests")
-    for _ in range(200):
+    for _ in range(600):
         await rt.relay.drain()
         if await rt.db.read(rt.relay.pending_count) == 0:
             break

@@ -41,7 +41,7 @@ from ..domain.model import (
 )
 from ..store import repository as repo
 from . import use_cases as uc
-from .peers import TIMEOUT, PeerClients, peer_reason
+from .peers import PeerClients, peer_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -89,7 +89,7 @@ class Inbox:
         self.rt = rt
         self.db = rt.db
         self.clock = rt.clock
-        self.peers = PeerClients(rt.peers)
+        self.peers = PeerClients(rt.peers, float(rt.settings.get("REQUESTS_PEER_TIMEOUT_SECONDS", "10")))
         self.tables = uc.Tables(idempotency=rt.idempotency, outbox=rt.outbox)
         self.branches = frozenset(
             b.strip() for b in rt.settings.get("REQUESTS_BRANCHES").split(",") if b.strip()
@@ -376,7 +376,7 @@ class Inbox:
                     deliver_now=found.advance_mode is AdvanceMode.RESERVE_AND_DELIVER,
                     note=found.note,
                 ),
-                timeout=TIMEOUT,
+                timeout=self.peers.timeout,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() not in _REFUSALS:
@@ -527,7 +527,9 @@ class Inbox:
             self.rt.peers.channel("notify")
         )
         try:
-            await stub.SendMessage(npb.SendMessageRequest(request_id=key, **payload), timeout=TIMEOUT)
+            await stub.SendMessage(
+                npb.SendMessageRequest(request_id=key, **payload), timeout=self.peers.timeout
+            )
         except grpc.aio.AioRpcError as exc:
             if not is_permanent(exc):
                 raise

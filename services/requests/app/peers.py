@@ -17,7 +17,6 @@ from bibliodesk.runtime.rpc_errors import error_details
 
 from ..domain.model import PatronStanding
 
-TIMEOUT = 5.0
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -61,8 +60,9 @@ class PeerClients:
     """Stubs are built per call from the runtime's cached channels (cheap), so a test may point a
     peer's address elsewhere before the first call."""
 
-    def __init__(self, peers: Peers) -> None:
+    def __init__(self, peers: Peers, timeout: float) -> None:
         self._peers = peers
+        self.timeout = timeout  # the deadline of every call to a peer
 
     def _patrons(self) -> ppb_grpc.PatronServiceAsyncStub:
         return ppb_grpc.PatronServiceStub(self._peers.channel("patrons"))  # type: ignore[return-value]
@@ -76,7 +76,7 @@ class PeerClients:
     async def standing(self, patron_id: str) -> Standing:
         try:
             s = await self._patrons().GetPatronStanding(
-                ppb.GetPatronStandingRequest(patron_id=patron_id), timeout=TIMEOUT
+                ppb.GetPatronStandingRequest(patron_id=patron_id), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
             raise self._patron_error(exc, patron_id) from exc
@@ -93,7 +93,7 @@ class PeerClients:
     async def contact(self, patron_id: str) -> Contact:
         try:
             c = await self._patrons().GetPatronContact(
-                ppb.GetPatronContactRequest(patron_id=patron_id), timeout=TIMEOUT
+                ppb.GetPatronContactRequest(patron_id=patron_id), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
             raise self._patron_error(exc, patron_id) from exc
@@ -114,7 +114,7 @@ class PeerClients:
             return {}
         try:
             reply = await self._circulation().GetItemAvailability(
-                rpb.GetItemAvailabilityRequest(item_barcodes=wanted), timeout=TIMEOUT
+                rpb.GetItemAvailabilityRequest(item_barcodes=wanted), timeout=self.timeout
             )
         except grpc.aio.AioRpcError as exc:
             if is_transient(exc):
@@ -132,7 +132,7 @@ class PeerClients:
                     rpb.ListReservationsRequest(
                         patron_id=patron_id, active_only=True, page_size=200, page_token=token
                     ),
-                    timeout=TIMEOUT,
+                    timeout=self.timeout,
                 )
                 found.extend(page.reservations)
                 token = page.next_page_token
