@@ -158,6 +158,16 @@ async def test_holdings_import_reports_rejected_rows_and_updates_known_copies(de
         )
     )
     assert [r.line_number for r in chunk.rejected] == [501]
+    seen, token = [], ""
+    while True:
+        page = await desk.circulation.ListItems(pb.ListItemsRequest(page_size=2, page_token=token))
+        seen += [i.barcode for i in page.items]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == ["B001", "B002", "B003", "B004", "N100"]
+    in_sud = await desk.circulation.ListItems(pb.ListItemsRequest(branch="SUD", state=pb.ITEM_STATE_ON_SHELF))
+    assert [i.barcode for i in in_sud.items] == ["N100"]
 
 
 async def test_only_admins_load_holdings_and_only_staff_record_calls(desk: Desk) -> None:
