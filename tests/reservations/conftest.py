@@ -25,6 +25,9 @@ ENV = {
     "BIBLIODESK_RESERVATIONS_PICKUP_PERIOD_DAYS": "7",
 }
 
+# With a real patrons service: a loaded test machine must not turn "slow" into "unreachable".
+PATIENT = {"BIBLIODESK_RESERVATIONS_PEER_TIMEOUT_SECONDS": "60"}
+
 HOLDINGS = (
     "barcode,title,author,branch,call_number\n"
     "B001,Il nome della rosa,Umberto Eco,CEN,853 ECO\n"

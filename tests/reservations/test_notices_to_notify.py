@@ -13,7 +13,7 @@ from bibliodesk.reservations.v1 import reservations_pb2 as pb
 from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator, pre_register
 
-from .conftest import HOLDINGS, TTL, rid
+from .conftest import HOLDINGS, PATIENT, TTL, rid
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ async def eventually(
 
 
 async def test_ready_notice_is_sent_once_and_its_delivery_starts_the_pickup_clock(stack_factory: Any) -> None:
-    stack = await stack_factory("patrons", "notify", "reservations", env=FAST_ENV)
+    stack = await stack_factory("patrons", "notify", "reservations", env={**FAST_ENV, **PATIENT})
     boss = await admin(stack)
     from bibliodesk.patrons.v1 import patrons_pb2 as ppb
 

@@ -14,14 +14,14 @@ from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.helpers import error_reason
 from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator, pre_register
 
-from .conftest import HOLDINGS, TTL, rid
+from .conftest import HOLDINGS, PATIENT, TTL, rid
 
 
 async def _setup(
     stack_factory: Any,
 ) -> tuple[Any, pb_grpc.ReservationServiceStub, pb_grpc.CirculationServiceStub]:
     stack = await stack_factory(
-        "patrons", "reservations", env={**FAST_ENV, "BIBLIODESK_NOTIFY_ADDRESS": "127.0.0.1:9"}
+        "patrons", "reservations", env={**FAST_ENV, **PATIENT, "BIBLIODESK_NOTIFY_ADDRESS": "127.0.0.1:9"}
     )
     boss = await admin(stack)
     await boss.patrons.CreatePatronCategory(

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
 
-PEER_TIMEOUT = 5.0
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
 MAX_CSV_BYTES = 20 * 1024 * 1024
@@ -151,7 +150,8 @@ class Reservations:
         unknown patron is refused (new reservations and loans), else treated as unreachable."""
         try:
             reply = await self.patrons.GetPatronStanding(
-                patrons_pb2.GetPatronStandingRequest(patron_id=patron_id), timeout=PEER_TIMEOUT
+                patrons_pb2.GetPatronStandingRequest(patron_id=patron_id),
+                timeout=self.policy.peer_timeout_seconds,
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND and must_exist:
@@ -178,7 +178,7 @@ class Reservations:
     async def patron_by_card(self, card: str) -> str:
         try:
             reply = await self.patrons.LookUpPatronByCard(
-                patrons_pb2.LookUpPatronByCardRequest(barcode=card), timeout=PEER_TIMEOUT
+                patrons_pb2.LookUpPatronByCardRequest(barcode=card), timeout=self.policy.peer_timeout_seconds
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:

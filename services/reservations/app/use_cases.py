@@ -40,6 +40,8 @@ class Policy:
     sweep_interval_seconds: float = 60.0
     #: Remind the patron this many hours before an automatic pickup deadline (0: never).
     reminder_hours_before: float = 24.0
+    #: Deadline of calls to patrons; past it the patron's standing counts as unknown.
+    peer_timeout_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -62,6 +64,7 @@ class Policy:
             auto_expire_default=auto not in ("0", "false", "no", "off"),
             sweep_interval_seconds=number("SWEEP_INTERVAL_SECONDS", 60, 0.05, 86400),
             reminder_hours_before=number("REMINDER_HOURS_BEFORE", 24, 0, 24 * 30),
+            peer_timeout_seconds=number("PEER_TIMEOUT_SECONDS", 5, 0.1, 120),
         )
 
 
