@@ -239,7 +239,19 @@ async def test_staff_responses_never_carry_a_password_or_hash(stack_factory) -> 
     )
     card = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron.card_barcode
     boss = await admin(stack)
+    current = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
     responses = [
+        await desk.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=current.etag,
+                patron=pb.Patron(id=patron_id, zone="Murat"),
+                update_mask={"paths": ["zone"]},
+            )
+        ),
+        await desk.patrons.SuspendPatron(
+            pb.SuspendPatronRequest(request_id=rid(), patron_id=patron_id, reason="x")
+        ),
         await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id)),
         await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="d'angelo")),
         await desk.patrons.LookUpPatronByCard(pb.LookUpPatronByCardRequest(barcode=card)),
@@ -254,8 +266,8 @@ async def test_staff_responses_never_carry_a_password_or_hash(stack_factory) -> 
         for secret in (password, "lampione verde sul lago", "banco-prestiti-2026", ADMIN_PASSWORD):
             assert secret.encode() not in raw
         assert b"$argon2" not in raw
-    history = responses[5].entries
-    assert [e.action for e in history][:2] == ["define_credentials", "issue_credentials"]
+    history = responses[7].entries
+    assert [e.action for e in history][:4] == ["suspend", "update", "define_credentials", "issue_credentials"]
 
 
 async def test_service_tokens_and_token_keys(stack_factory) -> None:

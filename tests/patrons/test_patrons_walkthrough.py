@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
 from bibliodesk.patrons.v1 import patrons_pb2_grpc
@@ -401,3 +402,55 @@ async def test_p2_given_name_search_pages_across_exact_and_longer_surnames(stack
         if not token:
             break
     assert seen == ["Ross Marta", "Rossi Maria", "Rossi Mario", "Rossini Marco"]
+
+
+ZONE = FieldMask(paths=["zone"])
+BAD_INPUTS = [
+    ("GetPatron", pb.GetPatronRequest(), "patron_id"),
+    ("SearchPatrons", pb.SearchPatronsRequest(surname="rossi", birth_date="14/03/1971"), "birth_date"),
+    ("SearchPatrons", pb.SearchPatronsRequest(surname="rossi", page_size=1000), "page_size"),
+    (
+        "EnrollPatron",
+        pb.EnrollPatronRequest(patron_id="p", etag="1", category_code="bad code!"),
+        "category_code",
+    ),
+    ("EnrollPatron", pb.EnrollPatronRequest(patron_id="p", category_code="ADULT"), "etag"),
+    (
+        "EnrollPatron",
+        pb.EnrollPatronRequest(patron_id="p", etag="1", category_code="ADULT", rfid_uid="not-hex"),
+        "rfid_uid",
+    ),
+    (
+        "EnrollPatron",
+        pb.EnrollPatronRequest(patron_id="p", etag="1", category_code="ADULT", enrollment_date="2026-02-30"),
+        "enrollment_date",
+    ),
+    ("LookUpPatronByCard", pb.LookUpPatronByCardRequest(), "card"),
+    ("LookUpPatronByCard", pb.LookUpPatronByCardRequest(rfid_uid="zz"), "rfid_uid"),
+    ("IssueTemporaryCredentials", pb.IssueTemporaryCredentialsRequest(), "patron_id"),
+    ("ListPatronHistory", pb.ListPatronHistoryRequest(patron_id="p", page_token="??"), "page_token"),
+    ("SuspendPatron", pb.SuspendPatronRequest(patron_id="p", reason=" "), "reason"),
+    ("CreatePatron", pb.CreatePatronRequest(details=form(email="", phone="")), "details.email"),
+    (
+        "UpdatePatron",
+        pb.UpdatePatronRequest(patron=pb.Patron(), update_mask={"paths": ["zone"]}),
+        "patron.id",
+    ),
+    (
+        "UpdatePatron",
+        pb.UpdatePatronRequest(patron=pb.Patron(id="p"), update_mask={"paths": ["zone"]}),
+        "etag",
+    ),
+    ("ReplacePatronCard", pb.ReplacePatronCardRequest(patron_id="p", etag="1"), "reason"),
+    ("DismissDuplicateFlag", pb.DismissDuplicateFlagRequest(patron_id="p"), "other_patron_id"),
+]
+
+
+async def test_bad_input_names_the_field(stack_factory) -> None:
+    stack = await start(stack_factory)
+    desk = patrons_pb2_grpc.PatronServiceStub(stack.channel("patrons", stack.token(kind="staff")))
+    for call, message, field in BAD_INPUTS:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await getattr(desk, call)(message)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (call, field, err.value.details())
+        assert field in error_fields(err.value), (call, field, error_fields(err.value))
