@@ -806,7 +806,7 @@ class ListItemsToSetAsideRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     branch: _builtins.str
-    """Only items whose owning branch is this one (default: all)."""
+    """Only copies owned by this branch (to fetch or send) or to be collected there (default: all)."""
     page_size: _builtins.int
     page_token: _builtins.str
     def __init__(

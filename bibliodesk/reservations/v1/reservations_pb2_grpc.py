@@ -148,14 +148,16 @@ class ReservationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListItemsToSetAside(self, request, context):
-        """The desk's "to set aside" list (V1): items to fetch from the open shelf for ready reservations.
+        """The desk's "to set aside" list (V1): copies of ready reservations not yet on the pickup branch's
+        hold shelf — still on the open shelf, or returned at another branch and on their way.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ConfirmItemSetAside(self, request, context):
-        """The operator confirms that a listed item was fetched from the shelf and is on the hold shelf.
+        """The operator confirms that a listed copy is on the pickup branch's hold shelf; the patron's
+        notice is queued then.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -616,8 +618,10 @@ class CirculationServiceServicer:
 
     def CheckIn(self, request, context):
         """Desk check-in (return). When reservations wait for the item, the first becomes
-        READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); otherwise the
-        item goes back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
+        READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); returned at
+        another branch than the pickup branch, it must travel first (the reservation's fetched_at stays
+        unset until the pickup desk confirms arrival with ConfirmItemSetAside). Otherwise the item goes
+        back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -74,9 +74,13 @@ class ReservationServiceStub:
     clock if not yet started; a later call never moves the deadline.
     """
     ListItemsToSetAside: _grpc.UnaryUnaryMultiCallable[_reservations_pb2.ListItemsToSetAsideRequest, _reservations_pb2.ListItemsToSetAsideResponse]
-    """The desk's "to set aside" list (V1): items to fetch from the open shelf for ready reservations."""
+    """The desk's "to set aside" list (V1): copies of ready reservations not yet on the pickup branch's
+    hold shelf — still on the open shelf, or returned at another branch and on their way.
+    """
     ConfirmItemSetAside: _grpc.UnaryUnaryMultiCallable[_reservations_pb2.ConfirmItemSetAsideRequest, _reservations_pb2.ConfirmItemSetAsideResponse]
-    """The operator confirms that a listed item was fetched from the shelf and is on the hold shelf."""
+    """The operator confirms that a listed copy is on the pickup branch's hold shelf; the patron's
+    notice is queued then.
+    """
     GetPatronSchedule: _grpc.UnaryUnaryMultiCallable[_reservations_pb2.GetPatronScheduleRequest, _reservations_pb2.GetPatronScheduleResponse]
     """The patron's schedule ("scadenzario", V6): loans with due dates and the materials to deliver.
     A patron may read only their own (leave patron_id empty for "mine").
@@ -125,9 +129,13 @@ class ReservationServiceAsyncStub(ReservationServiceStub):
     clock if not yet started; a later call never moves the deadline.
     """
     ListItemsToSetAside: _aio.UnaryUnaryMultiCallable[_reservations_pb2.ListItemsToSetAsideRequest, _reservations_pb2.ListItemsToSetAsideResponse]  # type: ignore[assignment]
-    """The desk's "to set aside" list (V1): items to fetch from the open shelf for ready reservations."""
+    """The desk's "to set aside" list (V1): copies of ready reservations not yet on the pickup branch's
+    hold shelf — still on the open shelf, or returned at another branch and on their way.
+    """
     ConfirmItemSetAside: _aio.UnaryUnaryMultiCallable[_reservations_pb2.ConfirmItemSetAsideRequest, _reservations_pb2.ConfirmItemSetAsideResponse]  # type: ignore[assignment]
-    """The operator confirms that a listed item was fetched from the shelf and is on the hold shelf."""
+    """The operator confirms that a listed copy is on the pickup branch's hold shelf; the patron's
+    notice is queued then.
+    """
     GetPatronSchedule: _aio.UnaryUnaryMultiCallable[_reservations_pb2.GetPatronScheduleRequest, _reservations_pb2.GetPatronScheduleResponse]  # type: ignore[assignment]
     """The patron's schedule ("scadenzario", V6): loans with due dates and the materials to deliver.
     A patron may read only their own (leave patron_id empty for "mine").
@@ -215,7 +223,9 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _reservations_pb2.ListItemsToSetAsideRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reservations_pb2.ListItemsToSetAsideResponse, _abc.Awaitable[_reservations_pb2.ListItemsToSetAsideResponse]]:
-        """The desk's "to set aside" list (V1): items to fetch from the open shelf for ready reservations."""
+        """The desk's "to set aside" list (V1): copies of ready reservations not yet on the pickup branch's
+        hold shelf — still on the open shelf, or returned at another branch and on their way.
+        """
 
     @_abc_1.abstractmethod
     def ConfirmItemSetAside(
@@ -223,7 +233,9 @@ class ReservationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _reservations_pb2.ConfirmItemSetAsideRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_reservations_pb2.ConfirmItemSetAsideResponse, _abc.Awaitable[_reservations_pb2.ConfirmItemSetAsideResponse]]:
-        """The operator confirms that a listed item was fetched from the shelf and is on the hold shelf."""
+        """The operator confirms that a listed copy is on the pickup branch's hold shelf; the patron's
+        notice is queued then.
+        """
 
     @_abc_1.abstractmethod
     def GetPatronSchedule(
@@ -279,8 +291,10 @@ class CirculationServiceStub:
     """
     CheckIn: _grpc.UnaryUnaryMultiCallable[_reservations_pb2.CheckInRequest, _reservations_pb2.CheckInResponse]
     """Desk check-in (return). When reservations wait for the item, the first becomes
-    READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); otherwise the
-    item goes back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
+    READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); returned at
+    another branch than the pickup branch, it must travel first (the reservation's fetched_at stays
+    unset until the pickup desk confirms arrival with ConfirmItemSetAside). Otherwise the item goes
+    back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
     """
 
 @_typing.type_check_only
@@ -311,8 +325,10 @@ class CirculationServiceAsyncStub(CirculationServiceStub):
     """
     CheckIn: _aio.UnaryUnaryMultiCallable[_reservations_pb2.CheckInRequest, _reservations_pb2.CheckInResponse]  # type: ignore[assignment]
     """Desk check-in (return). When reservations wait for the item, the first becomes
-    READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); otherwise the
-    item goes back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
+    READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); returned at
+    another branch than the pickup branch, it must travel first (the reservation's fetched_at stays
+    unset until the pickup desk confirms arrival with ConfirmItemSetAside). Otherwise the item goes
+    back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
     """
 
 class CirculationServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -382,8 +398,10 @@ class CirculationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_reservations_pb2.CheckInResponse, _abc.Awaitable[_reservations_pb2.CheckInResponse]]:
         """Desk check-in (return). When reservations wait for the item, the first becomes
-        READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); otherwise the
-        item goes back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
+        READY_FOR_PICKUP, the item is set aside and the patron's notice is queued (V4); returned at
+        another branch than the pickup branch, it must travel first (the reservation's fetched_at stays
+        unset until the pickup desk confirms arrival with ConfirmItemSetAside). Otherwise the item goes
+        back on the shelf. Not on loan → FAILED_PRECONDITION ITEM_NOT_ON_LOAN.
         """
 
 def add_CirculationServiceServicer_to_server(servicer: CirculationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
