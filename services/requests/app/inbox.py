@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 
 from bibliodesk.notify.v1 import notify_pb2 as npb
@@ -45,6 +46,7 @@ from .peers import PeerClients, peer_reason
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -117,6 +119,10 @@ class Inbox:
         """Live inbox streams open now."""
         return len(self._watchers)
 
+    async def _replay(self, method: str, request: Message, actor: str, response_type: type[M]) -> M | None:
+        """A retried mutation's first answer, looked up before asking any other service."""
+        return await self.db.read(uc.stored_answer, self.tables, method, request, actor, response_type)
+
     def _changed(self) -> None:
         for event in self._watchers:
             event.set()
@@ -166,13 +172,8 @@ class Inbox:
             patron_id = request.patron_id
         v.raise_if_any()
         actor = actor_of(principal)
-        replay = await self.db.read(
-            uc.stored_answer,
-            self.tables,
-            "SubmitReservationRequest",
-            request,
-            actor,
-            pb.SubmitReservationRequestResponse,
+        replay = await self._replay(
+            "SubmitReservationRequest", request, actor, pb.SubmitReservationRequestResponse
         )
         if replay is not None:
             return replay
@@ -446,14 +447,7 @@ class Inbox:
         v.raise_if_any()
         assert reason is not None
         actor = actor_of(principal)
-        replay = await self.db.read(
-            uc.stored_answer,
-            self.tables,
-            "CutReservationRequest",
-            request,
-            actor,
-            pb.CutReservationRequestResponse,
-        )
+        replay = await self._replay("CutReservationRequest", request, actor, pb.CutReservationRequestResponse)
         if replay is not None:
             return replay
         words = request.explanation.strip()
@@ -489,9 +483,7 @@ class Inbox:
         v.raise_if_any()
         template_key = request.template_key or ("" if request.subject.strip() else "request_notice")
         actor = actor_of(principal)
-        replay = await self.db.read(
-            uc.stored_answer, self.tables, "SendRequestNotice", request, actor, pb.SendRequestNoticeResponse
-        )
+        replay = await self._replay("SendRequestNotice", request, actor, pb.SendRequestNoticeResponse)
         if replay is not None:
             return replay
         found = await self.db.read(repo.get, request.reservation_request_id)

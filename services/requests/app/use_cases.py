@@ -72,6 +72,24 @@ def stored_answer(
     return response_type.FromString(row.response)
 
 
+def once(
+    session: Session,
+    t: Tables,
+    method: str,
+    request: Message,
+    produce: Callable[[], M],
+    response_type: type[M],
+    *,
+    actor: str,
+    now: datetime,
+) -> M:
+    """Runs ``produce`` once per (caller, request_id): a retry gets the stored first answer."""
+    key = scoped_key(actor, str(getattr(request, "request_id", "")))
+    return idempotent(
+        session, t.idempotency, method, request, produce, response_type, now=now, request_id=key
+    )
+
+
 def check_etag(request: ReservationRequest, etag: str) -> None:
     if etag and etag != request.etag:
         raise Aborted(
@@ -136,15 +154,15 @@ def submit(
         repo.add(session, created)
         return pb.SubmitReservationRequestResponse(reservation_request=convert.reservation_request(created))
 
-    return idempotent(
+    return once(
         session,
-        t.idempotency,
+        t,
         "SubmitReservationRequest",
         request,
         produce,
         pb.SubmitReservationRequestResponse,
+        actor=actor,
         now=now,
-        request_id=scoped_key(actor, request.request_id),
     )
 
 
@@ -177,15 +195,15 @@ def withdraw(
         repo.save(session, found, read_version=read)
         return pb.WithdrawReservationRequestResponse(reservation_request=convert.reservation_request(found))
 
-    return idempotent(
+    return once(
         session,
-        t.idempotency,
+        t,
         "WithdrawReservationRequest",
         request,
         produce,
         pb.WithdrawReservationRequestResponse,
+        actor=actor,
         now=now,
-        request_id=scoped_key(actor, request.request_id),
     )
 
 
@@ -251,15 +269,15 @@ def complete_advance(
 
     if request is None:
         return produce()
-    return idempotent(
+    return once(
         session,
-        t.idempotency,
+        t,
         "AdvanceReservationRequest",
         request,
         produce,
         pb.AdvanceReservationRequestResponse,
+        actor=actor,
         now=now,
-        request_id=scoped_key(actor, request.request_id),
     )
 
 
@@ -348,15 +366,15 @@ def cut(
         repo.save(session, found, read_version=read)
         return pb.CutReservationRequestResponse(reservation_request=convert.reservation_request(found))
 
-    return idempotent(
+    return once(
         session,
-        t.idempotency,
+        t,
         "CutReservationRequest",
         request,
         produce,
         pb.CutReservationRequestResponse,
+        actor=actor,
         now=now,
-        request_id=scoped_key(actor, request.request_id),
     )
 
 
@@ -397,15 +415,8 @@ def send_notice(
         repo.save(session, found, read_version=read)
         return pb.SendRequestNoticeResponse(reservation_request=convert.reservation_request(found))
 
-    return idempotent(
-        session,
-        t.idempotency,
-        "SendRequestNotice",
-        request,
-        produce,
-        pb.SendRequestNoticeResponse,
-        now=now,
-        request_id=scoped_key(actor, request.request_id),
+    return once(
+        session, t, "SendRequestNotice", request, produce, pb.SendRequestNoticeResponse, actor=actor, now=now
     )
 
 
