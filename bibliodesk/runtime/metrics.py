@@ -57,12 +57,17 @@ class Metrics:
                     f"bibliodesk_rpc_duration_seconds_sum{{{labels}}} {self.rpc_sum[(service, method)]}"
                 )
                 lines.append(f"bibliodesk_rpc_duration_seconds_count{{{labels}}} {buckets[-1]}")
+        typed: set[str] = set()
         for name, read in sorted(self.gauges.items()):
             try:
                 value = read()
             except Exception:
                 continue
-            lines += [f"# TYPE {name} gauge", f"{name} {value}"]
+            family = name.split("{", 1)[0]
+            if family not in typed:  # one TYPE line per metric family, labels on the samples only
+                typed.add(family)
+                lines.append(f"# TYPE {family} gauge")
+            lines.append(f"{name} {value}")
         return "\n".join(lines) + "\n"
 
 

@@ -237,3 +237,17 @@ async def test_data_survives_restart(probe):
     await probe.restart()
     channel = probe.channel("requests", probe.token())
     assert (await call(channel, "CountNotes", S())).value == "1"
+
+
+def test_metrics_text_has_one_type_line_per_family():
+    from bibliodesk.runtime.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.gauge('queue{status="a"}', lambda: 1.0)
+    metrics.gauge('queue{status="b"}', lambda: 2.0)
+    metrics.observe_rpc("svc", "/x.Y/Z", "OK", 0.003)
+    text = metrics.render()
+    assert text.count("# TYPE queue gauge") == 1
+    assert 'queue{status="a"} 1.0' in text and 'queue{status="b"} 2.0' in text
+    assert 'bibliodesk_rpc_total{service="svc",method="/x.Y/Z",code="OK"} 1' in text
+    assert 'bibliodesk_rpc_duration_seconds_bucket{service="svc",method="/x.Y/Z",le="0.005"} 1' in text
