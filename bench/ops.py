@@ -7,7 +7,6 @@ when the pool is used up the operation stops early and is reported ``exhausted``
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from bibliodesk.requests.v1 import requests_pb2, requests_pb2_grpc
 from bibliodesk.reservations.v1 import reservations_pb2, reservations_pb2_grpc
 from bibliodesk.runtime import auth
 
-from .dataset import _GIVEN_TABLE, _SURNAME_TABLE, GIVEN, LOGIN_PASSWORD, SURNAMES, Layout, _mix
+from .dataset import LOGIN_PASSWORD, Layout, _mix
 
 CALL_TIMEOUT = 30.0
 
@@ -86,8 +85,18 @@ def _record(op: Op, request: Message, response: Message) -> Message:
     return response
 
 
-def build_ops(layout: Layout, tokens: Tokens, run_id: str) -> dict[str, Op]:
+def build_ops(layout: Layout, tokens: Tokens, run_id: str, used: dict[str, int]) -> dict[str, Op]:
+    """``used``: rows of each consumable pool already used by earlier runs on the same data; it
+    is updated as the operations take rows."""
     staff = _md(tokens.staff)
+
+    def take(name: str) -> int:
+        k = used.get(name, 0)
+        if k >= layout.pool:
+            raise Exhausted
+        used[name] = k + 1
+        return k
+
     ops: dict[str, Op] = {}
 
     # R1: a logged-in web patron asks for a copy on the shelf.
@@ -117,12 +126,8 @@ def build_ops(layout: Layout, tokens: Tokens, run_id: str) -> dict[str, Op]:
     ops["inbox"] = Op("inbox", "R2/R3", "read", "requests", "inbox: today, active, first page", inbox)
 
     # R5: advance a pending request (RICHIESTA) into a real reservation.
-    advance_seq = itertools.count()
-
     async def advance(ch: dict[str, grpc.aio.Channel], n: int) -> Message:
-        k = next(advance_seq)
-        if k >= layout.pool:
-            raise Exhausted
+        k = take("advance")
         request = requests_pb2.AdvanceReservationRequestRequest(
             request_id=f"bench-{run_id}-r5-{k}",
             reservation_request_id=layout.r5_request(k),
@@ -135,12 +140,8 @@ def build_ops(layout: Layout, tokens: Tokens, run_id: str) -> dict[str, Op]:
     ops["advance"] = Op("advance", "R5", "write", "requests", "advance a request (reserve)", advance)
 
     # V4: the borrower returns an item somebody queued for; it becomes READY for the first in line.
-    checkin_seq = itertools.count()
-
     async def check_in(ch: dict[str, grpc.aio.Channel], n: int) -> Message:
-        k = next(checkin_seq)
-        if k >= layout.pool:
-            raise Exhausted
+        k = take("check_in")
         request = reservations_pb2.CheckInRequest(
             request_id=f"bench-{run_id}-v4-{k}", item_barcode=layout.v4_item(k), branch=layout.item_branch(k)
         )
@@ -153,12 +154,8 @@ def build_ops(layout: Layout, tokens: Tokens, run_id: str) -> dict[str, Op]:
     )
 
     # V6: the patron is at the desk: check out the item set aside for them.
-    checkout_seq = itertools.count()
-
     async def check_out(ch: dict[str, grpc.aio.Channel], n: int) -> Message:
-        k = next(checkout_seq)
-        if k >= layout.pool:
-            raise Exhausted
+        k = take("check_out")
         barcode, patron_id = layout.v6_item(k)
         request = reservations_pb2.CheckOutRequest(
             request_id=f"bench-{run_id}-v6-{k}",
@@ -176,13 +173,14 @@ def build_ops(layout: Layout, tokens: Tokens, run_id: str) -> dict[str, Op]:
 
     # P2: the desk looks for a person by name (common surnames have thousands of namesakes).
     async def search(ch: dict[str, grpc.aio.Channel], n: int) -> Message:
+        # the person at the desk is a random patron: common surnames come up as often as they are
         h = _mix(n, 99)
-        surname = SURNAMES[_SURNAME_TABLE[h & 4095]]
+        surname, given_name = layout.patron_name(h % layout.patrons)
         given = ""
         if h % 4 == 1:
             surname = surname[:4]
         elif h % 4 == 2:
-            given = GIVEN[_GIVEN_TABLE[(h >> 12) & 4095]][:3]
+            given = given_name[:3]
         request = patrons_pb2.SearchPatronsRequest(surname=surname, given_name=given)
         stub = patrons_pb2_grpc.PatronServiceStub(ch["patrons"])
         response = await stub.SearchPatrons(request, metadata=staff, timeout=CALL_TIMEOUT)

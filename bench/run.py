@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -41,6 +42,7 @@ from .report import print_table, verdicts, write_chart, write_json
 from .system import ADMIN_PASSWORD, SERVICES, ProcMonitor, System, read_proc
 
 RESULTS = Path(__file__).parent / "results"
+STATE = "bench-library.json"
 QUICK = {"patrons": 20_000, "items": 10_000, "requests": 20_000, "duration": 5.0}
 
 
@@ -63,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--results", type=Path, default=RESULTS, help="folder for the JSON and PNG")
     p.add_argument("--data", type=Path, default=None, help="data folder (default: a temporary one, removed)")
     p.add_argument("--keep", action="store_true", help="keep the data folder / PostgreSQL schemas")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="measure again on the library kept in --data (no load; continues the consumable rows)",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--argon2-memory-kib", type=int, default=65536, help="the server's argon2id memory cost")
     p.add_argument("--argon2-time-cost", type=int, default=3, help="the server's argon2id time cost")
@@ -77,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [o for o in args.ops.split(",") + ([args.profile] if args.profile else []) if o not in ORDER]
     if unknown:
         p.error(f"unknown operation(s) {unknown}; known: {', '.join(ORDER)}")
+    if args.reuse:
+        if args.data is None or not (args.data / STATE).exists():
+            p.error(f"--reuse needs --data DIR holding a library kept with --keep ({STATE})")
+        args.keep = True
     if args.warmup is None:
         args.warmup = min(2.0, args.duration * 0.1)
     if args.ceiling_duration is None:
@@ -116,8 +127,25 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     }
     system = System(home, args.db, extra_env=env)
     ceiling = Ceiling()
-    layout = Layout(args.patrons, args.items, args.requests, args.seed, datetime.now(UTC))
+    state: dict[str, Any] = {}
+    if args.reuse:
+        state = json.loads((home / STATE).read_text())
+        args.patrons, args.items, args.requests = state["patrons"], state["items"], state["requests"]
+        args.seed, args.db = state["seed"], state["db"]
+        system = System(home, args.db, extra_env=env, admin_password=state["admin_password"])
+    loaded_at = datetime.fromisoformat(state["now"]) if state else datetime.now(UTC)
+    layout = Layout(args.patrons, args.items, args.requests, args.seed, loaded_at)
     layout.check()
+    used: dict[str, int] = state.get("used", {})
+
+    def save_state() -> None:
+        if args.keep:
+            state.update(
+                patrons=args.patrons, items=args.items, requests=args.requests, seed=args.seed, db=args.db,
+                now=loaded_at.isoformat(), admin_password=system.admin_password, used=used,
+            )  # fmt: skip
+            (home / STATE).write_text(json.dumps(state, indent=2, default=str))
+
     results: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "db": "postgresql" if system.is_pg else "sqlite",
@@ -140,20 +168,27 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     latencies: dict[str, list[float]] = {}
     channels: list[dict[str, Any]] = []
     try:
-        if system.is_pg:
-            system.reset_pg()
-        console.rule("1. first start: migrations")
-        await system.start()
-        rss_empty = await idle_rss(system, args.idle_settle)
-        system.stop()
-        console.print(f"idle RSS, empty library: {rss_empty:.0f} MB")
+        if args.reuse:
+            rss_empty = float(state["rss_mb_empty"])
+            results["load"] = state["load"]
+            console.print(f"reusing the library in {home} (used rows so far: {used})")
+        else:
+            if system.is_pg:
+                system.reset_pg()
+            console.rule("1. first start: migrations")
+            await system.start()
+            rss_empty = await idle_rss(system, args.idle_settle)
+            system.stop()
+            console.print(f"idle RSS, empty library: {rss_empty:.0f} MB")
 
-        console.rule("2. bulk load")
-        urls = {n: system.database_url(n) for n in ("patrons", "reservations", "requests")}
-        schemas = {n: system.schema(n) for n in urls}
-        pw_hash = password_hash(args.argon2_memory_kib, args.argon2_time_cost)
-        results["load"] = load_all(layout, urls, schemas, console, pw_hash)
-        console.print(f"loaded {results['load']['rows_total']:,} rows in {results['load']['seconds']} s")
+            console.rule("2. bulk load")
+            urls = {n: system.database_url(n) for n in ("patrons", "reservations", "requests")}
+            schemas = {n: system.schema(n) for n in urls}
+            pw_hash = password_hash(args.argon2_memory_kib, args.argon2_time_cost)
+            results["load"] = load_all(layout, urls, schemas, console, pw_hash)
+            console.print(f"loaded {results['load']['rows_total']:,} rows in {results['load']['seconds']} s")
+            state.update(load=results["load"], rss_mb_empty=rss_empty)
+            save_state()
 
         console.rule("3. start with the library")
         if args.profile:
@@ -174,7 +209,7 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         token = await staff_login(system.address("patrons"), ADMIN_PASSWORD)
         tokens = Tokens(home, token)
         run_id = datetime.now(UTC).strftime("%H%M%S")
-        ops = build_ops(layout, tokens, run_id)
+        ops = build_ops(layout, tokens, run_id, used)
         ceiling.start()
         addresses = {n: system.address(n) for n in SERVICES if n in ("patrons", "requests", "reservations")}
         results["priming_failures"] = await prime(addresses, token, layout)
@@ -268,6 +303,7 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         results["server_vm_hwm_mb"] = round(read_proc(system.pid).hwm_bytes / 2**20, 1)
         return {"results": results, "latencies": latencies}
     finally:
+        save_state()
         for chans in channels:
             for ch in chans.values():
                 await ch.close()

@@ -136,6 +136,7 @@ class System:
     profile_out: Path | None = None
     #: proposed fixes to apply in the server process (bench/patches.py), comma-separated
     patches: str = ""
+    admin_password: str = ADMIN_PASSWORD
 
     def __post_init__(self) -> None:
         if not self.ports:
@@ -164,7 +165,7 @@ class System:
         env.update(
             {
                 "BIBLIODESK_HOME": str(self.home),
-                "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD": self.admin_password,
                 "BIBLIODESK_LOG_LEVEL": "WARNING",
                 "BIBLIODESK_BRANCHES": ",".join(BRANCHES),
                 "BIBLIODESK_REQUESTS_BRANCHES": ",".join(BRANCHES),
