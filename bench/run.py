@@ -38,6 +38,7 @@ from .dataset import Layout
 from .driver import drive
 from .load import load_all, password_hash
 from .ops import ORDER, Tokens, build_ops, channels_for, prime, staff_login
+from .patches import sqlite_analyze
 from .report import print_table, verdicts, write_chart, write_json
 from .system import ADMIN_PASSWORD, SERVICES, ProcMonitor, System, read_proc
 
@@ -84,6 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [o for o in args.ops.split(",") + ([args.profile] if args.profile else []) if o not in ORDER]
     if unknown:
         p.error(f"unknown operation(s) {unknown}; known: {', '.join(ORDER)}")
+    from .patches import DATA_PATCHES, PATCHES
+
+    bad = [x for x in args.patch.split(",") if x and x not in PATCHES and x not in DATA_PATCHES]
+    if bad:
+        p.error(f"unknown patch(es) {bad}; known: {', '.join(sorted({*PATCHES, *DATA_PATCHES}))}")
     if args.reuse:
         if args.data is None or not (args.data / STATE).exists():
             p.error(f"--reuse needs --data DIR holding a library kept with --keep ({STATE})")
@@ -194,6 +200,8 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if args.profile:
             system.profile_out = home / "profile.txt"
         system.patches = args.patch
+        if "sqlite-analyze" in args.patch.split(",") and not system.is_pg:
+            sqlite_analyze([str(home / f"{n}.db") for n in ("patrons", "requests", "reservations")])
         results["patches"] = [p for p in args.patch.split(",") if p]
         t0 = time.perf_counter()
         await system.start()
