@@ -28,14 +28,13 @@ class FolderHandler:
             parser.error("FolderHandler takes exactly one argument: the folder")
         return cls(args[0])
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+    async def handle_DATA(self, server, session, envelope):
         body = envelope.original_content or envelope.content
         if isinstance(body, str):
             body = body.encode("utf-8")
         head = (
-            f"X-Envelope-From: {envelope.mail_from}\r\n"
-            f"X-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
-        ).encode("utf-8")
+            f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"
+        ).encode()
         name = f"{time.time_ns()}-{secrets.token_hex(4)}.eml"
         tmp = self.tmp / name
         with open(tmp, "wb") as f:
@@ -44,6 +43,8 @@ class FolderHandler:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, self.folder / name)
-        print(f"smtp-sink: {name} from={envelope.mail_from} to={','.join(envelope.rcpt_tos)} "
-              f"bytes={len(body)}", flush=True)
+        print(
+            f"smtp-sink: {name} from={envelope.mail_from} to={','.join(envelope.rcpt_tos)} bytes={len(body)}",
+            flush=True,
+        )
         return "250 Message accepted for delivery"
