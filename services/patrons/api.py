@@ -30,6 +30,7 @@ from .domain.credentials import check_username
 from .domain.patron import Patron, PatronEvent
 from .sheet import render_sheet
 from .store import repository as repo
+from .store.writes import write
 
 M = TypeVar("M", bound=Message)
 
@@ -159,7 +160,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, "PreRegisterPatron", request, produce, pb.PreRegisterPatronResponse)
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     async def CreatePatron(self, request: pb.CreatePatronRequest, context: Any) -> pb.CreatePatronResponse:
         principal = auth.require_staff()
@@ -183,7 +184,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, "CreatePatron", request, produce, pb.CreatePatronResponse)
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     async def GetPatron(self, request: pb.GetPatronRequest, context: Any) -> pb.GetPatronResponse:
         _require_id("patron_id", request.patron_id)
@@ -278,7 +279,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, "UpdatePatron", request, produce, pb.UpdatePatronResponse)
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     # --- P4 ----------------------------------------------------------------------------------------
 
@@ -365,7 +366,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, "EnrollPatron", request, produce, pb.EnrollPatronResponse)
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     def _free_card(self, session: Session, patron_id: str, request_id: str) -> str:
         """A card number to encode before enrolling; derived from the request so a retry (same
@@ -415,7 +416,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, "ReplacePatronCard", request, produce, pb.ReplacePatronCardResponse)
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     async def _status(self, request: Any, event: PatronEvent, method: str, kind: type[Any]) -> Any:
         principal = auth.require_staff()
@@ -435,7 +436,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, method, request, produce, kind)
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     async def SuspendPatron(self, request: pb.SuspendPatronRequest, context: Any) -> pb.SuspendPatronResponse:
         return await self._status(request, PatronEvent.SUSPEND, "SuspendPatron", pb.SuspendPatronResponse)
@@ -468,7 +469,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
                 session, "DismissDuplicateFlag", request, produce, pb.DismissDuplicateFlagResponse
             )
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     async def ListPatronHistory(
         self, request: pb.ListPatronHistoryRequest, context: Any
@@ -550,7 +551,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
 
             return self._idem(session, method, request, produce, kind)
 
-        reply: Any = await self.db.write(tx)
+        reply: Any = await write(self.db, tx)
         if reply.email_queued:
             self.rt.relay.wake()
         reply.credentials.temporary_password = password
@@ -687,7 +688,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
                 session, "CreatePatronCategory", request, produce, pb.CreatePatronCategoryResponse
             )
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
     async def GetPatronCategory(
         self, request: pb.GetPatronCategoryRequest, context: Any
@@ -734,7 +735,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
                 session, "UpdatePatronCategory", request, produce, pb.UpdatePatronCategoryResponse
             )
 
-        return await self.db.write(tx)
+        return await write(self.db, tx)
 
 
 def _peer_reason(exc: grpc.aio.AioRpcError) -> str:
@@ -859,7 +860,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 now=self.rt.clock.now(),
             )
 
-        reply = await self.rt.db.write(tx)
+        reply = await write(self.rt.db, tx)
         reply.one_time_password = password
         return reply
 
@@ -928,7 +929,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 now=self.rt.clock.now(),
             )
 
-        return await self.rt.db.write(tx)
+        return await write(self.rt.db, tx)
 
     async def ResetStaffPassword(
         self, request: ipb.ResetStaffPasswordRequest, context: Any
@@ -955,7 +956,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 now=self.rt.clock.now(),
             )
 
-        reply = await self.rt.db.write(tx)
+        reply = await write(self.rt.db, tx)
         reply.one_time_password = password
         return reply
 

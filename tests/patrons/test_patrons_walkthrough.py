@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -454,3 +456,46 @@ async def test_bad_input_names_the_field(stack_factory) -> None:
             await getattr(desk, call)(message)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (call, field, err.value.details())
         assert field in error_fields(err.value), (call, field, error_fields(err.value))
+
+
+async def test_two_desks_enrolling_with_the_same_card_at_once(stack_factory) -> None:
+    """A race the uniqueness check cannot see (PostgreSQL, concurrent transactions): one enrollment
+    wins, the other gets the same clear ALREADY_EXISTS, never an internal error."""
+    stack = await start(stack_factory)
+    desk = await operator(stack)
+    await adult_category(client(stack, (await log_in(stack, "admin", "lanterna-sul-molo-42")).access_token))
+    ids = [await pre_register(stack, given=g, email=f"{g}@example.org") for g in ("Anna", "Bruna", "Carla")]
+    etags = []
+    for patron_id in ids:
+        got = (await desk.patrons.GetPatron(pb.GetPatronRequest(patron_id=patron_id))).patron
+        updated = await desk.patrons.UpdatePatron(
+            pb.UpdatePatronRequest(
+                request_id=rid(),
+                etag=got.etag,
+                patron=pb.Patron(
+                    id=patron_id,
+                    document_type=pb.DOCUMENT_TYPE_PASSPORT,
+                    document_number="YA1",
+                    nationality="IT",
+                ),
+                update_mask={"paths": ["document_type", "document_number", "nationality"]},
+            )
+        )
+        etags.append(updated.patron.etag)
+    card = "2000000000008"
+    results = await asyncio.gather(
+        *(
+            desk.patrons.EnrollPatron(
+                pb.EnrollPatronRequest(
+                    request_id=rid(), patron_id=patron_id, etag=etag, category_code="ADULT", card_barcode=card
+                )
+            )
+            for patron_id, etag in zip(ids, etags, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(won) == 1 and won[0].patron.card_barcode == card
+    assert len(lost) == 2 and all(e.code() == grpc.StatusCode.ALREADY_EXISTS for e in lost)
+    assert {error_reason(e) for e in lost} == {"CARD_BARCODE_IN_USE"}

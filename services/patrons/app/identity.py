@@ -39,6 +39,7 @@ from ..domain.credentials import CredentialsEvent, CredentialsState, LoginThrott
 from ..domain.patron import PatronStatus
 from ..store import repository as repo
 from ..store import tables as t
+from ..store.writes import write
 from .config import PatronsConfig
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class Identity:
             raise self._locked(throttle)
         ok = self._verify(account.password_hash if account else None, password)
         if not ok:
-            await self.db.write(self._login_failed, key, client)
+            await write(self.db, self._login_failed, key, client)
             raise Unauthenticated("INVALID_CREDENTIALS", "wrong username or password")
         assert account is not None
         if (
@@ -149,7 +150,7 @@ class Identity:
             )
         rehash = self.hasher.check_needs_rehash(account.password_hash)
         new_hash = self.hash(password) if rehash else None
-        return await self.db.write(self._login_succeeded, account.id, key, new_hash)
+        return await write(self.db, self._login_succeeded, account.id, key, new_hash)
 
     def _locked(self, throttle: LoginThrottle) -> ResourceExhausted:
         until = throttle.locked_until.isoformat(timespec="minutes") if throttle.locked_until else ""
@@ -275,7 +276,7 @@ class Identity:
 
     async def log_out(self, principal: auth.Principal) -> None:
         if principal.session_id:
-            await self.db.write(self._end_session, principal.session_id)
+            await write(self.db, self._end_session, principal.session_id)
 
     def _end_session(self, session: Session, sid: str) -> None:
         session.execute(
@@ -318,11 +319,11 @@ class Identity:
                 field="new_password", description="must differ from the current password", reason="UNCHANGED"
             )
         if not self._verify(account.password_hash, current_password):
-            await self.db.write(self._login_failed, cred.throttle_key(account.username))
+            await write(self.db, self._login_failed, cred.throttle_key(account.username))
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
         new_hash = self.hash(new_password)
-        return await self.db.write(
-            self._define, account.id, account.token_version, username, new_hash, principal.session_id
+        return await write(
+            self.db, self._define, account.id, account.token_version, username, new_hash, principal.session_id
         )
 
     def _define(
@@ -599,7 +600,8 @@ class Identity:
         password = given or cred.generate_password()
         password_hash = self.hash(password)
         try:
-            await self.db.write(
+            await write(
+                self.db,
                 self.create_staff,
                 BOOTSTRAP_USERNAME,
                 "Administrator",
