@@ -176,3 +176,56 @@ def write_chart(results: dict[str, Any], latencies: dict[str, list[float]], path
         legend_y += 18
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, "PNG")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as a Markdown table (for bench/README.md): ``python -m bench.report FILE.json``."""
+    sizes = results["sizes"]
+    lines = [
+        f"**{results['db']}**, {sizes['patrons']:,} patrons, {sizes['items']:,} items, "
+        f"{sizes['past_requests']:,} past requests; {results['clients']} clients, "
+        f"{results['duration_s']:g} s per operation; patches: {', '.join(results.get('patches') or []) or 'none'}; "
+        f"run {results['started_at']}",
+        "",
+        "| op | feature | ops/s | p50 ms | p95 ms | p99 ms | errors | ceiling ops/s | ratio | server CPU "
+        "| peak RSS | targets |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for op in results["operations"]:
+        ratio = op.get("ratio_to_ceiling")
+        lines.append(
+            f"| {op['name']}{' (exhausted)' if op['exhausted'] else ''} | {op['feature']} | "
+            f"{op['throughput_per_s']:.1f} | {op['p50_ms']:.1f} | {op['p95_ms']:.1f} | {op['p99_ms']:.1f} | "
+            f"{op['errors']} | {op['ceiling']['throughput_per_s']:.0f} | "
+            f"{'-' if ratio is None else f'{ratio:.3f}'} | {op['server']['cpu_cores']:.2f} | "
+            f"{op['server']['peak_rss_mb']:.0f} MB | {', '.join(verdicts(op))} |"
+        )
+    load = results.get("load", {})
+    idle = results.get("idle", {})
+    pw = results.get("password_hash", {})
+    lines.append("")
+    if load:
+        lines.append(
+            f"Load: {load.get('rows_total', 0):,} rows in {load.get('seconds')} s wall"
+            + (f", {load['loader_cpu_seconds']} s loader CPU" if "loader_cpu_seconds" in load else "")
+            + "."
+        )
+    if idle:
+        lines.append(
+            f"Idle `bibliodesk up`: {idle.get('rss_mb_empty')} MB RSS empty, {idle.get('rss_mb_loaded')} MB "
+            "with the library (target < 250 MB)."
+        )
+    if pw:
+        lines.append(
+            f"argon2id verify alone (m={pw['memory_kib']} KiB, t={pw['time_cost']}): {pw['verify_ms']} ms "
+            "in the bench process during the run."
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for name in sys.argv[1:]:
+        print(markdown(json.loads(Path(name).read_text())))
+        print()
