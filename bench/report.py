@@ -184,7 +184,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"**{results['db']}**, {sizes['patrons']:,} patrons, {sizes['items']:,} items, "
         f"{sizes['past_requests']:,} past requests; {results['clients']} clients, "
-        f"{results['duration_s']:g} s per operation; patches: {', '.join(results.get('patches') or []) or 'none'}; "
+        f"{results['duration_s']:g} s per operation; "
+        f"patches: {', '.join(results.get('patches') or []) or 'none'}; "
         f"run {results['started_at']}",
         "",
         "| op | feature | ops/s | p50 ms | p95 ms | p99 ms | errors | ceiling ops/s | ratio | server CPU "
