@@ -174,3 +174,39 @@ async def test_the_schema_itself_refuses_a_second_ready_or_a_duplicate_position(
     for row in clashes:
         with pytest.raises(IntegrityError):
             db.write_sync(lambda s, row=row: s.execute(insert(reservations).values(**base, **row)))
+
+
+async def test_readers_never_see_a_half_done_change(desk: Desk) -> None:
+    """While desks pass a copy around, every read shows one consistent state of it."""
+    patrons = [f"p{i}" for i in range(6)]
+    for p in patrons:
+        await desk.reserve(p, "B001")
+    stop = asyncio.Event()
+
+    async def churn() -> None:
+        for _ in range(3):
+            for r in await _queue(desk, "B001"):
+                if r.status == pb.RESERVATION_STATUS_READY_FOR_PICKUP:
+                    await desk.reservations.CancelReservation(
+                        pb.CancelReservationRequest(request_id=rid(), reservation_id=r.id)
+                    )
+                    await desk.reserve(r.patron_id, "B001")
+        stop.set()
+
+    async def look() -> int:
+        seen = 0
+        while not stop.is_set():
+            situation = await desk.circulation.GetItemSituation(
+                pb.GetItemSituationRequest(item_barcode="B001")
+            )
+            ready = [r for r in situation.queue if r.status == pb.RESERVATION_STATUS_READY_FOR_PICKUP]
+            assert situation.item.state == pb.ITEM_STATE_SET_ASIDE and len(ready) == 1
+            assert situation.item.set_aside_for_reservation_id == ready[0].id
+            waiting = [r.queue_position for r in situation.queue if r.queue_position]
+            assert waiting == list(range(1, len(waiting) + 1))
+            await desk.circulation.GetItemAvailability(pb.GetItemAvailabilityRequest(item_barcodes=["B001"]))
+            seen += 1
+        return seen
+
+    _, *looks = await asyncio.gather(churn(), look(), look())
+    assert all(n > 0 for n in looks)

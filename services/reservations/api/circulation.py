@@ -78,10 +78,10 @@ class CirculationServicer(pb_grpc.CirculationServiceServicer):
                         entry.borrower_patron_id = c.loan.patron_id
             return response
 
-        return await self.rt.db.read(read)
+        return await self.core.read(read)
 
     async def _circulation(self, barcode: str) -> Any:
-        c = await self.rt.db.read(repo.read_circulation, barcode)
+        c = await self.core.read(repo.read_circulation, barcode)
         if c is None:
             raise NotFound(
                 "ITEM_NOT_FOUND", f"no item copy has barcode {barcode}", metadata={"item_barcode": barcode}
@@ -114,7 +114,7 @@ class CirculationServicer(pb_grpc.CirculationServiceServicer):
                 items=[convert.item(circs[b], personal=True) for b in barcodes], next_page_token=token
             )
 
-        return await self.rt.db.read(read)
+        return await self.core.read(read)
 
     async def GetItemSituation(
         self, request: pb.GetItemSituationRequest, context: Any
@@ -141,7 +141,7 @@ class CirculationServicer(pb_grpc.CirculationServiceServicer):
                 queue=[convert.reservation_in(c, r, today, self.core.policy.loan_period_days) for r in queue],
             )
 
-        response = await self.rt.db.read(read)
+        response = await self.core.read(read)
         item = response.item
         if item.state == pb.ITEM_STATE_ON_LOAN and not item.borrower_card_barcode:
             # Lent while patrons was unreachable: ask for the card number now (V5 shows the card).
@@ -189,7 +189,7 @@ class CirculationServicer(pb_grpc.CirculationServiceServicer):
             )
 
         if request.dry_run:
-            return await self.rt.db.read(produce)
+            return await self.core.read(produce)
         return await self.core.mutate("ImportItems", request, pb.ImportItemsResponse, produce)
 
     async def CheckOut(self, request: pb.CheckOutRequest, context: Any) -> pb.CheckOutResponse:

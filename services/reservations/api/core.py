@@ -34,6 +34,7 @@ from ..store import repository as repo
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
@@ -101,6 +102,19 @@ class Reservations:
                 self.rt.peers.channel("patrons")
             )
         return self._patrons
+
+    # -- reads
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read transaction on one snapshot: a copy, its loan and its queue are read as they were
+        at one instant, even while desks and the sweeper commit (PostgreSQL READ COMMITTED would
+        otherwise show each query a newer state)."""
+
+        def run(session: Session, *a: Any) -> T:
+            repo.consistent_snapshot(session)
+            return fn(session, *a)
+
+        return await self.rt.db.read(run, *args)
 
     # -- writes
 

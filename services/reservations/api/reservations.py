@@ -112,7 +112,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 )
             return self.core.reservation_views(session, [found])[0]
 
-        return pb.GetReservationResponse(reservation=await self.rt.db.read(read))
+        return pb.GetReservationResponse(reservation=await self.core.read(read))
 
     async def ListReservations(
         self, request: pb.ListReservationsRequest, context: Any
@@ -165,7 +165,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 reservations=self.core.reservation_views(session, found), next_page_token=token
             )
 
-        return await self.rt.db.read(read)
+        return await self.core.read(read)
 
     async def CancelReservation(
         self, request: pb.CancelReservationRequest, context: Any
@@ -226,7 +226,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
             found = repo.get_reservation(session, request.reservation_id)
             return found.patron_id if found else None
 
-        patron_id = await self.rt.db.read(patron_of)
+        patron_id = await self.core.read(patron_of)
         facts = await self.core.patron_facts(patron_id, must_exist=False) if patron_id else None
 
         def produce(session: Session) -> M:
@@ -322,7 +322,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 )
             return response
 
-        return await self.rt.db.read(read)
+        return await self.core.read(read)
 
     async def ConfirmItemSetAside(
         self, request: pb.ConfirmItemSetAsideRequest, context: Any
@@ -386,7 +386,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
                 )
             return response
 
-        return await self.rt.db.read(read)
+        return await self.core.read(read)
 
     async def ExpireOverdueReservations(
         self, request: pb.ExpireOverdueReservationsRequest, context: Any

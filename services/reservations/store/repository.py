@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -108,6 +108,13 @@ def _reservation_values(r: Reservation) -> dict[str, Any]:
 
 
 # --- the aggregate -------------------------------------------------------------------------------
+
+
+def consistent_snapshot(session: Session) -> None:
+    """First statement of a read transaction: one snapshot for all its queries (PostgreSQL's
+    default READ COMMITTED gives each statement its own). SQLite readers already see one snapshot."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
 
 
 def load_circulation(session: Session, barcode: str) -> Circulation | None:
