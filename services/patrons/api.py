@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import grpc
@@ -250,6 +251,58 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
             if more:
                 last = page[-1]
                 reply.next_page_token = _encode_token({"q": query_key, "k": last.search_key, "i": last.id})
+            return reply
+
+        return await self.db.read(read)
+
+    async def ListPatrons(self, request: pb.ListPatronsRequest, context: Any) -> pb.ListPatronsResponse:
+        auth.require_staff()
+        v = Violations()
+        if request.status and request.status not in convert.STATUS_FROM_PB:
+            v.add("status", "is not a known status", "BAD_VALUE")
+        if request.status == pb.PATRON_STATUS_EXPIRED:
+            v.add("status", "EXPIRED is derived from the expiry date and cannot be listed", "UNSUPPORTED")
+        if request.origin and request.origin not in convert.ORIGIN_FROM_PB:
+            v.add("origin", "is not a known origin", "BAD_VALUE")
+        v.raise_if_any()
+        size = _page_size(request.page_size, 20)
+        created_after = (
+            request.created_after.ToDatetime(tzinfo=UTC) if request.HasField("created_after") else None
+        )
+        query_key = [
+            request.status,
+            request.origin,
+            request.created_after.ToJsonString() if request.HasField("created_after") else "",
+        ]
+        before = None
+        if request.page_token:
+            token = _decode_token(request.page_token)
+            if token.get("q") != query_key:
+                raise InvalidArgument(
+                    field="page_token", description="belongs to a different listing", reason="BAD_PAGE_TOKEN"
+                )
+            before = (datetime.fromisoformat(str(token["t"])), str(token["i"]))
+
+        def read(session: Session) -> pb.ListPatronsResponse:
+            found = repo.list_patrons(
+                session,
+                status=convert.STATUS_FROM_PB.get(request.status, ""),
+                origin=convert.ORIGIN_FROM_PB.get(request.origin, ""),
+                created_after=created_after,
+                before=before,
+                limit=size + 1,
+            )
+            page = found[:size]
+            flagged = repo.flagged_patron_ids(session, [p.id for p in page])
+            today = self.clock.today()
+            reply = pb.ListPatronsResponse(
+                hits=[convert.hit(p, today=today, flagged=p.id in flagged) for p in page]
+            )
+            last_at = page[-1].created_at if page else None
+            if len(found) > size and last_at is not None:
+                reply.next_page_token = _encode_token(
+                    {"q": query_key, "t": last_at.isoformat(), "i": page[-1].id}
+                )
             return reply
 
         return await self.db.read(read)

@@ -1,5 +1,6 @@
 """``bibliodesk patrons ...``: the desk's patron commands.
 
+bibliodesk patrons pending                                   web pre-registrations to complete
 bibliodesk patrons search SURNAME [--name GIVEN] [--born YYYY-MM-DD] [--web|--desk] [--limit N]
 bibliodesk patrons show PATRON_ID | --card BARCODE | --rfid UID
 bibliodesk patrons complete PATRON_ID [--document-type identity_card|passport|...] [--document-number N]
@@ -68,6 +69,12 @@ def register(subparsers: Any, ctx: Any) -> None:
     origin.add_argument("--desk", action="store_true", help="only recorded at the desk")
     search.add_argument("--limit", type=int, default=20)
     search.set_defaults(func=lambda args: ctx.run(_search(ctx, args)))
+
+    pending = sub.add_parser(
+        "pending", help="web pre-registrations still to complete at the desk (newest first)"
+    )
+    pending.add_argument("--limit", type=int, default=30)
+    pending.set_defaults(func=lambda args: ctx.run(_pending(ctx, args)))
 
     show = sub.add_parser("show", help="one patron (by id, card barcode or RFID UID)")
     show.add_argument("patron_id", nargs="?", default="")
@@ -156,6 +163,35 @@ async def _search(ctx: Any, args: Any) -> int:
     ctx.console.print(table)
     if reply.next_page_token:
         ctx.console.print("[dim]more results: narrow the search (--name, --born)[/dim]")
+    return 0
+
+
+async def _pending(ctx: Any, args: Any) -> int:
+    try:
+        reply = await _stub(ctx).ListPatrons(
+            pb.ListPatronsRequest(
+                status=pb.PATRON_STATUS_PRE_REGISTERED,
+                origin=pb.PATRON_ORIGIN_WEB,
+                page_size=max(1, min(args.limit, 100)),
+            ),
+            timeout=10,
+        )
+    except grpc.aio.AioRpcError as exc:
+        return int(ctx.fail_from_rpc(exc))
+    table = Table(title="Web pre-registrations to complete")
+    for column in ("since", "name", "born", "in", "address", "id"):
+        table.add_column(column)
+    for h in reply.hits:
+        flag = " [yellow](duplicate?)[/yellow]" if h.possible_duplicate else ""
+        table.add_row(
+            f"{h.create_time.ToDatetime():%Y-%m-%d}",
+            h.display_name + flag,
+            h.birth_date,
+            h.birth_place,
+            h.address,
+            h.patron_id,
+        )
+    ctx.console.print(table)
     return 0
 
 

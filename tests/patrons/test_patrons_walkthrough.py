@@ -499,3 +499,34 @@ async def test_two_desks_enrolling_with_the_same_card_at_once(stack_factory) -> 
     assert len(won) == 1 and won[0].patron.card_barcode == card
     assert len(lost) == 2 and all(e.code() == grpc.StatusCode.ALREADY_EXISTS for e in lost)
     assert {error_reason(e) for e in lost} == {"CARD_BARCODE_IN_USE"}
+
+
+async def test_p2_the_desk_worklist_lists_web_pre_registrations_newest_first(stack_factory) -> None:
+    stack = await start(stack_factory)
+    desk = await operator(stack)
+    clock = stack.runtime("patrons").clock
+    ids = []
+    for given in ("Anna", "Bruna", "Carla"):
+        ids.append(await pre_register(stack, given=given, email=f"{given}@example.org"))
+        clock.advance(minutes=5)
+    await desk.patrons.CreatePatron(
+        pb.CreatePatronRequest(request_id=rid(), details=form(given="Dora", email=""))
+    )
+    seen, token = [], ""
+    while True:
+        page = await desk.patrons.ListPatrons(
+            pb.ListPatronsRequest(
+                status=pb.PATRON_STATUS_PRE_REGISTERED,
+                origin=pb.PATRON_ORIGIN_WEB,
+                page_size=2,
+                page_token=token,
+            )
+        )
+        seen += [h.patron_id for h in page.hits]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == list(reversed(ids))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await desk.patrons.ListPatrons(pb.ListPatronsRequest(status=pb.PATRON_STATUS_EXPIRED))
+    assert error_fields(err.value) == ["status"]

@@ -778,6 +778,70 @@ class SearchPatronsResponse(_message.Message):
 Global___SearchPatronsResponse: _TypeAlias = SearchPatronsResponse  # noqa: Y015
 
 @_typing.final
+class ListPatronsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    status: Global___PatronStatus.ValueType
+    """Optional: only this status (EXPIRED is not filterable: it is derived from the expiry date)."""
+    origin: Global___PatronOrigin.ValueType
+    """Optional: only this origin."""
+    page_size: _builtins.int
+    """1–100, default 20."""
+    page_token: _builtins.str
+    """From a previous response; the filters must be unchanged."""
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Optional: only records created at or after this instant."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PatronStatus.ValueType = ...,
+        origin: Global___PatronOrigin.ValueType = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "origin", b"origin", "page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPatronsRequest: _TypeAlias = ListPatronsRequest  # noqa: Y015
+
+@_typing.final
+class ListPatronsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HITS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def hits(self) -> _containers.RepeatedCompositeFieldContainer[Global___PatronSearchHit]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        hits: _abc.Iterable[Global___PatronSearchHit] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hits", b"hits", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPatronsResponse: _TypeAlias = ListPatronsResponse  # noqa: Y015
+
+@_typing.final
 class UpdatePatronRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

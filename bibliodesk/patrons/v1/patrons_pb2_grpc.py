@@ -73,6 +73,11 @@ class PatronServiceStub:
                 request_serializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.SearchPatronsRequest.SerializeToString,
                 response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.SearchPatronsResponse.FromString,
                 _registered_method=True)
+        self.ListPatrons = channel.unary_unary(
+                '/bibliodesk.patrons.v1.PatronService/ListPatrons',
+                request_serializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.ListPatronsRequest.SerializeToString,
+                response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.ListPatronsResponse.FromString,
+                _registered_method=True)
         self.UpdatePatron = channel.unary_unary(
                 '/bibliodesk.patrons.v1.PatronService/UpdatePatron',
                 request_serializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.UpdatePatronRequest.SerializeToString,
@@ -211,6 +216,14 @@ class PatronServiceServicer:
         """P2: finds patrons by surname and given-name prefixes, case- and accent-insensitive
         ("nicolo" finds "Nicolò", "dangelo" and "d'angelo" find "D'Angelo", "de luca" and "deluca"
         find "De Luca"). Ordered by surname then given name, paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPatrons(self, request, context):
+        """The desk's worklist: patrons by status and origin, newest first, e.g. the web pre-registrations
+        still to complete (status PRE_REGISTERED, origin WEB), with their duplicate flags.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -365,6 +378,11 @@ def add_PatronServiceServicer_to_server(servicer, server):
                     servicer.SearchPatrons,
                     request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.SearchPatronsRequest.FromString,
                     response_serializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.SearchPatronsResponse.SerializeToString,
+            ),
+            'ListPatrons': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPatrons,
+                    request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.ListPatronsRequest.FromString,
+                    response_serializer=bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.ListPatronsResponse.SerializeToString,
             ),
             'UpdatePatron': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdatePatron,
@@ -579,6 +597,33 @@ class PatronService:
             '/bibliodesk.patrons.v1.PatronService/SearchPatrons',
             bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.SearchPatronsRequest.SerializeToString,
             bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.SearchPatronsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPatrons(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bibliodesk.patrons.v1.PatronService/ListPatrons',
+            bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.ListPatronsRequest.SerializeToString,
+            bibliodesk_dot_patrons_dot_v1_dot_patrons__pb2.ListPatronsResponse.FromString,
             options,
             channel_credentials,
             insecure,

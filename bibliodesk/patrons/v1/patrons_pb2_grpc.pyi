@@ -69,6 +69,10 @@ class PatronServiceStub:
     ("nicolo" finds "Nicolò", "dangelo" and "d'angelo" find "D'Angelo", "de luca" and "deluca"
     find "De Luca"). Ordered by surname then given name, paged.
     """
+    ListPatrons: _grpc.UnaryUnaryMultiCallable[_patrons_pb2.ListPatronsRequest, _patrons_pb2.ListPatronsResponse]
+    """The desk's worklist: patrons by status and origin, newest first, e.g. the web pre-registrations
+    still to complete (status PRE_REGISTERED, origin WEB), with their duplicate flags.
+    """
     UpdatePatron: _grpc.UnaryUnaryMultiCallable[_patrons_pb2.UpdatePatronRequest, _patrons_pb2.UpdatePatronResponse]
     """P3: completes or corrects a patron's record. Only the fields named in update_mask change.
     The etag must be the one last read; otherwise ABORTED (ETAG_MISMATCH) and nothing changes.
@@ -157,6 +161,10 @@ class PatronServiceAsyncStub(PatronServiceStub):
     """P2: finds patrons by surname and given-name prefixes, case- and accent-insensitive
     ("nicolo" finds "Nicolò", "dangelo" and "d'angelo" find "D'Angelo", "de luca" and "deluca"
     find "De Luca"). Ordered by surname then given name, paged.
+    """
+    ListPatrons: _aio.UnaryUnaryMultiCallable[_patrons_pb2.ListPatronsRequest, _patrons_pb2.ListPatronsResponse]  # type: ignore[assignment]
+    """The desk's worklist: patrons by status and origin, newest first, e.g. the web pre-registrations
+    still to complete (status PRE_REGISTERED, origin WEB), with their duplicate flags.
     """
     UpdatePatron: _aio.UnaryUnaryMultiCallable[_patrons_pb2.UpdatePatronRequest, _patrons_pb2.UpdatePatronResponse]  # type: ignore[assignment]
     """P3: completes or corrects a patron's record. Only the fields named in update_mask change.
@@ -267,6 +275,16 @@ class PatronServiceServicer(metaclass=_abc_1.ABCMeta):
         """P2: finds patrons by surname and given-name prefixes, case- and accent-insensitive
         ("nicolo" finds "Nicolò", "dangelo" and "d'angelo" find "D'Angelo", "de luca" and "deluca"
         find "De Luca"). Ordered by surname then given name, paged.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPatrons(
+        self,
+        request: _patrons_pb2.ListPatronsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_patrons_pb2.ListPatronsResponse, _abc.Awaitable[_patrons_pb2.ListPatronsResponse]]:
+        """The desk's worklist: patrons by status and origin, newest first, e.g. the web pre-registrations
+        still to complete (status PRE_REGISTERED, origin WEB), with their duplicate flags.
         """
 
     @_abc_1.abstractmethod

@@ -264,6 +264,31 @@ def search(
     return found
 
 
+def list_patrons(
+    session: Session,
+    *,
+    status: str,
+    origin: str,
+    created_after: datetime | None,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Patron]:
+    """Newest first, keyset-paged by (created_at, id) descending."""
+    p = t.patrons.c
+    query = select(t.patrons)
+    if status:
+        query = query.where(p.status == status)
+    if origin:
+        query = query.where(p.origin == origin)
+    if created_after is not None:
+        query = query.where(p.created_at >= created_after)
+    if before is not None:
+        at, last_id = before
+        query = query.where((p.created_at < at) | and_(p.created_at == at, p.id < last_id))
+    query = query.order_by(p.created_at.desc(), p.id.desc()).limit(limit)
+    return [_patron(r) for r in session.execute(query)]
+
+
 def flagged_patron_ids(session: Session, ids: Sequence[str]) -> set[str]:
     if not ids:
         return set()

@@ -88,6 +88,8 @@ patrons = Table(
     # Desk search (P2): prefix range on the surname-first key, keyset-paged by (search_key, id).
     Index("ix_patrons_search", "search_key", "id"),
     Index("ix_patrons_email_key", "email_key"),
+    # The desk's worklist (ListPatrons): by status, newest first.
+    Index("ix_patrons_status_created", "status", "created_at", "id"),
 )
 
 duplicate_flags = Table(
