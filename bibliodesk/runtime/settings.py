@@ -119,6 +119,15 @@ def _float(env: Mapping[str, str], key: str, default: float) -> float:
         raise SettingsError(f"{PREFIX}{key} must be a number, got {raw!r}") from None
 
 
+def _with_password(url: str, password: str) -> str:
+    """``<SVC>_DATABASE_PASSWORD(_FILE)`` completes a URL that names no password."""
+    if not password:
+        return url
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(password=password).render_as_string(hide_password=False)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Builds the settings from ``env`` (default ``os.environ``). Does no I/O beyond *_FILE reads."""
     env = os.environ if env is None else env
@@ -131,7 +140,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             name=name,
             listen=_value(env, f"{key}_LISTEN", f"127.0.0.1:{port}"),
             address=_value(env, f"{key}_ADDRESS", f"127.0.0.1:{port}"),
-            database_url=_value(env, f"{key}_DATABASE_URL", f"sqlite:///{home / (name + '.db')}"),
+            database_url=_with_password(
+                _value(env, f"{key}_DATABASE_URL", f"sqlite:///{home / (name + '.db')}"),
+                _value(env, f"{key}_DATABASE_PASSWORD"),
+            ),
         )
     timezone = _value(env, "TIMEZONE", "Europe/Rome")
     try:

@@ -251,3 +251,20 @@ def test_metrics_text_has_one_type_line_per_family():
     assert 'queue{status="a"} 1.0' in text and 'queue{status="b"} 2.0' in text
     assert 'bibliodesk_rpc_total{service="svc",method="/x.Y/Z",code="OK"} 1' in text
     assert 'bibliodesk_rpc_duration_seconds_bucket{service="svc",method="/x.Y/Z",le="0.005"} 1' in text
+
+
+def test_database_password_from_a_file_completes_the_url(tmp_path):
+    from bibliodesk.runtime.settings import load_settings
+
+    secret = tmp_path / "pw"
+    secret.write_text("s3cr@t/pw\n")
+    settings = load_settings({
+        "BIBLIODESK_HOME": str(tmp_path),
+        "BIBLIODESK_PATRONS_DATABASE_URL": "postgresql+psycopg://patrons@db:5432/patrons",
+        "BIBLIODESK_PATRONS_DATABASE_PASSWORD_FILE": str(secret),
+    })
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.service("patrons").database_url)
+    assert url.password == "s3cr@t/pw" and url.username == "patrons" and url.host == "db"
+    assert settings.service("requests").database_url == f"sqlite:///{tmp_path / 'requests.db'}"
