@@ -564,7 +564,7 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
         principal = auth.require_staff()
         _require_id("patron_id", request.patron_id)
         issue_id = issue_id_for(method, request.patron_id, request.request_id)
-        password, password_hash = self.identity.prepare_issue(issue_id)
+        password, password_hash = await self.identity.prepare_issue(issue_id)
         actor = _actor(principal).label
 
         def tx(session: Session) -> Any:
@@ -894,7 +894,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         branch = rules.branch(v, "branch", request.branch, self.cfg.branches, required=True)
         v.raise_if_any()
         issue_id = issue_id_for("CreateStaffAccount", username, request.request_id)
-        password, password_hash = self.identity.prepare_issue(issue_id)
+        password, password_hash = await self.identity.prepare_issue(issue_id)
 
         def tx(session: Session) -> ipb.CreateStaffAccountResponse:
             def produce() -> ipb.CreateStaffAccountResponse:
@@ -990,7 +990,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         auth.require_admin()
         _require_id("account_id", request.account_id)
         issue_id = issue_id_for("ResetStaffPassword", request.account_id, request.request_id)
-        password, password_hash = self.identity.prepare_issue(issue_id)
+        password, password_hash = await self.identity.prepare_issue(issue_id)
 
         def tx(session: Session) -> ipb.ResetStaffPasswordResponse:
             def produce() -> ipb.ResetStaffPasswordResponse:

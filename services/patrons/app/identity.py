@@ -7,6 +7,7 @@ use cases read, hash or verify outside, then write.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -134,7 +135,7 @@ class Identity:
             )
         if throttle.is_locked(now):
             raise self._locked(throttle)
-        ok = self._verify(account.password_hash if account else None, password)
+        ok = await asyncio.to_thread(self._verify, account.password_hash if account else None, password)
         if not ok:
             await write(self.db, self._login_failed, key, client)
             raise Unauthenticated("INVALID_CREDENTIALS", "wrong username or password")
@@ -149,7 +150,7 @@ class Identity:
                 "the temporary password has expired: ask the library for a new one",
             )
         rehash = self.hasher.check_needs_rehash(account.password_hash)
-        new_hash = self.hash(password) if rehash else None
+        new_hash = await asyncio.to_thread(self.hash, password) if rehash else None
         return await write(self.db, self._login_succeeded, account.id, key, new_hash)
 
     def _locked(self, throttle: LoginThrottle) -> ResourceExhausted:
@@ -318,10 +319,10 @@ class Identity:
             raise InvalidArgument(
                 field="new_password", description="must differ from the current password", reason="UNCHANGED"
             )
-        if not self._verify(account.password_hash, current_password):
+        if not await asyncio.to_thread(self._verify, account.password_hash, current_password):
             await write(self.db, self._login_failed, cred.throttle_key(account.username))
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
-        new_hash = self.hash(new_password)
+        new_hash = await asyncio.to_thread(self.hash, new_password)
         return await write(
             self.db, self._define, account.id, account.token_version, username, new_hash, principal.session_id
         )
@@ -384,10 +385,11 @@ class Identity:
 
     # --- P5 / P7: temporary credentials for a patron ---------------------------------------------
 
-    def prepare_issue(self, issue_id: str) -> tuple[str, str]:
-        """Derives the password of ``issue_id`` and hashes it (outside any transaction)."""
+    async def prepare_issue(self, issue_id: str) -> tuple[str, str]:
+        """Derives the password of ``issue_id`` and hashes it (outside any transaction, off the
+        event loop: argon2id takes a noticeable moment on purpose)."""
         password = self.temporary_password(issue_id)
-        return password, self.hash(password)
+        return password, await asyncio.to_thread(self.hash, password)
 
     def issue_patron_credentials(
         self,
@@ -598,7 +600,7 @@ class Identity:
             cred.check_password(v, "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD", given, BOOTSTRAP_USERNAME)
             v.raise_if_any()
         password = given or cred.generate_password()
-        password_hash = self.hash(password)
+        password_hash = await asyncio.to_thread(self.hash, password)
         try:
             await write(
                 self.db,
