@@ -303,3 +303,11 @@ def test_lockout_after_repeated_failures_then_unlocks() -> None:
     assert not throttle.is_locked(t0 + timedelta(minutes=16))
     throttle.record_failure(t0 + timedelta(minutes=16), policy)
     assert throttle.failures == 1 and not throttle.is_locked(t0 + timedelta(minutes=16))
+
+
+def test_stored_keys_and_phone_fit_their_columns() -> None:
+    p = make_patron(surname="ﬃ" * 100, given_name="ﬃ" * 100)
+    assert len(p.search_key) <= 240 and len(p.given_key) <= 240
+    with pytest.raises(InvalidArgument) as err:
+        validate_details(good_form(phone="1" + "-" * 60 + "234567"), today=TODAY, email_required=True)
+    assert err.value.violations[0].reason == "TOO_LONG"

@@ -19,6 +19,9 @@ from .names import display_name, fold, search_key
 from .rules import Address
 
 
+SEARCH_KEY_MAX = 240
+
+
 class Origin(enum.StrEnum):
     WEB = "WEB"
     DESK = "DESK"
@@ -153,11 +156,12 @@ class Patron:
 
     @property
     def search_key(self) -> str:
-        return search_key(self.surname, self.given_name)
+        # Folding may lengthen a name (ligatures); a prefix of the key keeps its meaning.
+        return search_key(self.surname, self.given_name)[:SEARCH_KEY_MAX]
 
     @property
     def given_key(self) -> str:
-        return fold(self.given_name)
+        return fold(self.given_name)[:SEARCH_KEY_MAX]
 
     @property
     def email_key(self) -> str:

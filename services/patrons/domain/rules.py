@@ -154,6 +154,8 @@ def phone(v: Violations, name: str, raw: str) -> str:
     if not value:
         return ""
     digits = sum(ch.isdigit() for ch in value)
+    if not v.max_length(name, value, 40):
+        return value
     if not _PHONE_CHARS.match(value) or not 6 <= digits <= 15:
         v.add(
             name,
