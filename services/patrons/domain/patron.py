@@ -18,7 +18,6 @@ from bibliodesk.runtime.errors import FailedPrecondition, FieldViolation
 from .names import display_name, fold, search_key
 from .rules import Address
 
-
 SEARCH_KEY_MAX = 240
 
 
