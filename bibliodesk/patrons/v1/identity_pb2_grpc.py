@@ -97,17 +97,26 @@ class IdentityServiceServicer:
     """
 
     def LogIn(self, request, context):
-        """Logs in a staff member or a patron. Failures never say whether the username exists.
-        After too many failures the account is locked for a while (RESOURCE_EXHAUSTED, reason
-        ACCOUNT_LOCKED). A patron logging in with temporary credentials receives a token that only
-        allows ChangeCredentials (`must_change_credentials` is true).
+        """Logs in a staff member or a patron. Failures never say whether the username exists
+        (UNAUTHENTICATED, reason INVALID_CREDENTIALS). After too many failures for one username it is
+        locked for a while, whether or not such an account exists (RESOURCE_EXHAUSTED, reason
+        ACCOUNT_LOCKED, metadata locked_until); too many failures from one client address across
+        usernames give RESOURCE_EXHAUSTED, reason TOO_MANY_LOGIN_ATTEMPTS. An expired temporary password
+        gives UNAUTHENTICATED, reason TEMPORARY_PASSWORD_EXPIRED. Logging in with temporary credentials
+        gives a short-lived token that only allows ChangeCredentials and LogOut
+        (`must_change_credentials` is true).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ChangeCredentials(self, request, context):
-        """P6: the patron replaces the temporary username and password with their own.
+        """P6: the patron replaces the temporary username and password with their own (a new username is
+        required while the generated one is in use; after a P7 regeneration only the password must
+        change). Staff change their password (the username stays). Ends every other session of the
+        account and returns a fresh full-access token. Errors: INVALID_ARGUMENT naming new_username /
+        new_password (policy), UNAUTHENTICATED INVALID_CREDENTIALS (wrong current password),
+        ALREADY_EXISTS USERNAME_TAKEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -40,13 +40,23 @@ class IdentityServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IdentityServiceAsyncStub: ...
     LogIn: _grpc.UnaryUnaryMultiCallable[_identity_pb2.LogInRequest, _identity_pb2.LogInResponse]
-    """Logs in a staff member or a patron. Failures never say whether the username exists.
-    After too many failures the account is locked for a while (RESOURCE_EXHAUSTED, reason
-    ACCOUNT_LOCKED). A patron logging in with temporary credentials receives a token that only
-    allows ChangeCredentials (`must_change_credentials` is true).
+    """Logs in a staff member or a patron. Failures never say whether the username exists
+    (UNAUTHENTICATED, reason INVALID_CREDENTIALS). After too many failures for one username it is
+    locked for a while, whether or not such an account exists (RESOURCE_EXHAUSTED, reason
+    ACCOUNT_LOCKED, metadata locked_until); too many failures from one client address across
+    usernames give RESOURCE_EXHAUSTED, reason TOO_MANY_LOGIN_ATTEMPTS. An expired temporary password
+    gives UNAUTHENTICATED, reason TEMPORARY_PASSWORD_EXPIRED. Logging in with temporary credentials
+    gives a short-lived token that only allows ChangeCredentials and LogOut
+    (`must_change_credentials` is true).
     """
     ChangeCredentials: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ChangeCredentialsRequest, _identity_pb2.ChangeCredentialsResponse]
-    """P6: the patron replaces the temporary username and password with their own."""
+    """P6: the patron replaces the temporary username and password with their own (a new username is
+    required while the generated one is in use; after a P7 regeneration only the password must
+    change). Staff change their password (the username stays). Ends every other session of the
+    account and returns a fresh full-access token. Errors: INVALID_ARGUMENT naming new_username /
+    new_password (policy), UNAUTHENTICATED INVALID_CREDENTIALS (wrong current password),
+    ALREADY_EXISTS USERNAME_TAKEN.
+    """
     LogOut: _grpc.UnaryUnaryMultiCallable[_identity_pb2.LogOutRequest, _identity_pb2.LogOutResponse]
     """Ends the caller's session: the token stops working everywhere at its next verification by
     patrons, and at its expiry elsewhere.
@@ -80,13 +90,23 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     LogIn: _aio.UnaryUnaryMultiCallable[_identity_pb2.LogInRequest, _identity_pb2.LogInResponse]  # type: ignore[assignment]
-    """Logs in a staff member or a patron. Failures never say whether the username exists.
-    After too many failures the account is locked for a while (RESOURCE_EXHAUSTED, reason
-    ACCOUNT_LOCKED). A patron logging in with temporary credentials receives a token that only
-    allows ChangeCredentials (`must_change_credentials` is true).
+    """Logs in a staff member or a patron. Failures never say whether the username exists
+    (UNAUTHENTICATED, reason INVALID_CREDENTIALS). After too many failures for one username it is
+    locked for a while, whether or not such an account exists (RESOURCE_EXHAUSTED, reason
+    ACCOUNT_LOCKED, metadata locked_until); too many failures from one client address across
+    usernames give RESOURCE_EXHAUSTED, reason TOO_MANY_LOGIN_ATTEMPTS. An expired temporary password
+    gives UNAUTHENTICATED, reason TEMPORARY_PASSWORD_EXPIRED. Logging in with temporary credentials
+    gives a short-lived token that only allows ChangeCredentials and LogOut
+    (`must_change_credentials` is true).
     """
     ChangeCredentials: _aio.UnaryUnaryMultiCallable[_identity_pb2.ChangeCredentialsRequest, _identity_pb2.ChangeCredentialsResponse]  # type: ignore[assignment]
-    """P6: the patron replaces the temporary username and password with their own."""
+    """P6: the patron replaces the temporary username and password with their own (a new username is
+    required while the generated one is in use; after a P7 regeneration only the password must
+    change). Staff change their password (the username stays). Ends every other session of the
+    account and returns a fresh full-access token. Errors: INVALID_ARGUMENT naming new_username /
+    new_password (policy), UNAUTHENTICATED INVALID_CREDENTIALS (wrong current password),
+    ALREADY_EXISTS USERNAME_TAKEN.
+    """
     LogOut: _aio.UnaryUnaryMultiCallable[_identity_pb2.LogOutRequest, _identity_pb2.LogOutResponse]  # type: ignore[assignment]
     """Ends the caller's session: the token stops working everywhere at its next verification by
     patrons, and at its expiry elsewhere.
@@ -123,10 +143,14 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.LogInRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.LogInResponse, _abc.Awaitable[_identity_pb2.LogInResponse]]:
-        """Logs in a staff member or a patron. Failures never say whether the username exists.
-        After too many failures the account is locked for a while (RESOURCE_EXHAUSTED, reason
-        ACCOUNT_LOCKED). A patron logging in with temporary credentials receives a token that only
-        allows ChangeCredentials (`must_change_credentials` is true).
+        """Logs in a staff member or a patron. Failures never say whether the username exists
+        (UNAUTHENTICATED, reason INVALID_CREDENTIALS). After too many failures for one username it is
+        locked for a while, whether or not such an account exists (RESOURCE_EXHAUSTED, reason
+        ACCOUNT_LOCKED, metadata locked_until); too many failures from one client address across
+        usernames give RESOURCE_EXHAUSTED, reason TOO_MANY_LOGIN_ATTEMPTS. An expired temporary password
+        gives UNAUTHENTICATED, reason TEMPORARY_PASSWORD_EXPIRED. Logging in with temporary credentials
+        gives a short-lived token that only allows ChangeCredentials and LogOut
+        (`must_change_credentials` is true).
         """
 
     @_abc_1.abstractmethod
@@ -135,7 +159,13 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.ChangeCredentialsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.ChangeCredentialsResponse, _abc.Awaitable[_identity_pb2.ChangeCredentialsResponse]]:
-        """P6: the patron replaces the temporary username and password with their own."""
+        """P6: the patron replaces the temporary username and password with their own (a new username is
+        required while the generated one is in use; after a P7 regeneration only the password must
+        change). Staff change their password (the username stays). Ends every other session of the
+        account and returns a fresh full-access token. Errors: INVALID_ARGUMENT naming new_username /
+        new_password (policy), UNAUTHENTICATED INVALID_CREDENTIALS (wrong current password),
+        ALREADY_EXISTS USERNAME_TAKEN.
+        """
 
     @_abc_1.abstractmethod
     def LogOut(
