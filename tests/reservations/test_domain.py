@@ -380,3 +380,22 @@ def test_a_copy_passed_on_to_a_patron_collecting_elsewhere_must_travel_first() -
     assert passed is b and b.fetched_at is None and c.events == []
     c.confirm_fetched(b.id, now=NOW)
     assert c.events == [ReservationReady(b.id, "b", "B1", "reservation_ready")]
+
+
+def test_circulation_settings_are_read_and_bad_ones_named() -> None:
+    from bibliodesk.runtime.settings import SettingsError, load_settings
+    from services.reservations.app.use_cases import Policy
+
+    policy = Policy.from_settings(
+        load_settings(
+            {"BIBLIODESK_RESERVATIONS_LOAN_PERIOD_DAYS": "21", "BIBLIODESK_RESERVATIONS_AUTO_EXPIRE": "no"}
+        )
+    )
+    assert (policy.loan_period_days, policy.auto_expire_default, policy.default_pickup_period_days) == (
+        21,
+        False,
+        7,
+    )
+    for value in ("abc", "0", "1000"):
+        with pytest.raises(SettingsError, match="BIBLIODESK_RESERVATIONS_LOAN_PERIOD_DAYS"):
+            Policy.from_settings(load_settings({"BIBLIODESK_RESERVATIONS_LOAN_PERIOD_DAYS": value}))

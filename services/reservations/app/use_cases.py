@@ -15,9 +15,9 @@ from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from bibliodesk.runtime.clock import Clock
-from bibliodesk.runtime.errors import FailedPrecondition, NotFound, PermissionDenied
+from bibliodesk.runtime.errors import Aborted, FailedPrecondition, NotFound, PermissionDenied
 from bibliodesk.runtime.outbox import enqueue
-from bibliodesk.runtime.settings import Settings
+from bibliodesk.runtime.settings import Settings, SettingsError
 
 from .. import domain
 from ..domain import Circulation, Item, ItemState, Loan, Origin, Reservation
@@ -52,9 +52,9 @@ class Policy:
             try:
                 value = float(raw)
             except ValueError:
-                raise ValueError(f"BIBLIODESK_RESERVATIONS_{key} must be a number, got {raw!r}") from None
+                raise SettingsError(f"BIBLIODESK_RESERVATIONS_{key} must be a number, got {raw!r}") from None
             if not low <= value <= high:
-                raise ValueError(f"BIBLIODESK_RESERVATIONS_{key} must be between {low} and {high}")
+                raise SettingsError(f"BIBLIODESK_RESERVATIONS_{key} must be between {low} and {high}")
             return value
 
         auto = settings.get("RESERVATIONS_AUTO_EXPIRE", "true").strip().lower()
@@ -81,12 +81,12 @@ class PatronFacts:
     pickup_period_days: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Ctx:
+    """What every use case needs besides the session: the clock and the circulation rules."""
+
     clock: Clock
     policy: Policy
-    #: Filled by each use case with what the desk should see (ids of rows touched).
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def _today(ctx: Ctx, now: datetime) -> date:
@@ -279,8 +279,6 @@ def reservation_for_update(session: Session, reservation_id: str) -> tuple[Circu
 
 
 def _check_etag(reservation: Reservation, etag: str) -> None:
-    from bibliodesk.runtime.errors import Aborted
-
     if etag and etag != etag_of(reservation):
         raise Aborted(
             "ETAG_MISMATCH",
