@@ -37,6 +37,14 @@ HOLDINGS = (
 )
 
 
+def reservation_stub(channel: Any) -> pb_grpc.ReservationServiceAsyncStub:
+    return pb_grpc.ReservationServiceStub(channel)  # type: ignore[return-value]
+
+
+def circulation_stub(channel: Any) -> pb_grpc.CirculationServiceAsyncStub:
+    return pb_grpc.CirculationServiceStub(channel)  # type: ignore[return-value]
+
+
 def rid() -> str:
     return uuid.uuid4().hex
 
@@ -46,19 +54,19 @@ class Desk:
     """The clients a desk, an admin, a peer service and a patron would hold."""
 
     stack: Stack
-    reservations: pb_grpc.ReservationServiceStub
-    circulation: pb_grpc.CirculationServiceStub
-    admin_reservations: pb_grpc.ReservationServiceStub
-    admin_circulation: pb_grpc.CirculationServiceStub
-    service_reservations: pb_grpc.ReservationServiceStub
+    reservations: pb_grpc.ReservationServiceAsyncStub
+    circulation: pb_grpc.CirculationServiceAsyncStub
+    admin_reservations: pb_grpc.ReservationServiceAsyncStub
+    admin_circulation: pb_grpc.CirculationServiceAsyncStub
+    service_reservations: pb_grpc.ReservationServiceAsyncStub
 
     def as_patron(
         self, patron_id: str
-    ) -> tuple[pb_grpc.ReservationServiceStub, pb_grpc.CirculationServiceStub]:
+    ) -> tuple[pb_grpc.ReservationServiceAsyncStub, pb_grpc.CirculationServiceAsyncStub]:
         channel = self.stack.channel(
             "reservations", self.stack.token(kind="patron", subject=patron_id, ttl=TTL)
         )
-        return pb_grpc.ReservationServiceStub(channel), pb_grpc.CirculationServiceStub(channel)
+        return reservation_stub(channel), circulation_stub(channel)
 
     async def reserve(self, patron_id: str, barcode: str = "B001", **kw: Any) -> pb.Reservation:
         kw.setdefault("origin", pb.RESERVATION_ORIGIN_DESK)
@@ -105,11 +113,11 @@ async def desk(stack_factory: Any) -> Desk:
     service = stack.channel("reservations", stack.token(kind="service", subject="requests", ttl=TTL))
     d = Desk(
         stack,
-        pb_grpc.ReservationServiceStub(staff),
-        pb_grpc.CirculationServiceStub(staff),
-        pb_grpc.ReservationServiceStub(admin),
-        pb_grpc.CirculationServiceStub(admin),
-        pb_grpc.ReservationServiceStub(service),
+        reservation_stub(staff),
+        circulation_stub(staff),
+        reservation_stub(admin),
+        circulation_stub(admin),
+        reservation_stub(service),
     )
     report = await d.admin_circulation.ImportItems(
         pb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS)

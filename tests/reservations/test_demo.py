@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
-from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 
-from .conftest import ENV
+from .conftest import ENV, circulation_stub
 
 
 async def test_demo_has_items_on_the_shelf_on_loan_and_a_queue(stack_factory: Any) -> None:
@@ -15,7 +14,7 @@ async def test_demo_has_items_on_the_shelf_on_loan_and_a_queue(stack_factory: An
     await stack.host.load_demo()  # type: ignore[union-attr]
     await stack.host.load_demo()  # a second start adds nothing  # type: ignore[union-attr]
     channel = stack.channel("reservations", stack.token(kind="staff", roles=("operator",)))
-    circulation = pb_grpc.CirculationServiceStub(channel)
+    circulation = circulation_stub(channel)
     items = (await circulation.ListItems(pb.ListItemsRequest(page_size=200))).items
     states = [i.state for i in items]
     assert len(items) == 15

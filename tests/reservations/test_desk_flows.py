@@ -10,10 +10,9 @@ import grpc
 import pytest
 
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
-from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.helpers import error_reason
 
-from .conftest import TTL, Desk, rid
+from .conftest import TTL, Desk, circulation_stub, reservation_stub, rid
 
 S = pb
 
@@ -377,8 +376,8 @@ async def test_the_background_sweeper_expires_without_anyone_asking(stack_factor
     )
     channel = stack.channel("reservations", stack.token(kind="staff", roles=("admin",), ttl=TTL))
     reservations, circulation = (
-        pb_grpc.ReservationServiceStub(channel),
-        pb_grpc.CirculationServiceStub(channel),
+        reservation_stub(channel),
+        circulation_stub(channel),
     )
     await circulation.ImportItems(pb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS))
     r = (

@@ -10,10 +10,9 @@ from typing import Any, TypeVar
 from bibliodesk.notify.v1 import notify_pb2 as npb
 from bibliodesk.notify.v1 import notify_pb2_grpc as npb_grpc
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
-from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator, pre_register
 
-from .conftest import HOLDINGS, PATIENT, TTL, rid
+from .conftest import HOLDINGS, PATIENT, TTL, circulation_stub, reservation_stub, rid
 
 T = TypeVar("T")
 
@@ -60,8 +59,8 @@ async def test_ready_notice_is_sent_once_and_its_delivery_starts_the_pickup_cloc
     staff_token = stack.token(kind="staff", roles=("admin",), ttl=TTL)
     channel = stack.channel("reservations", staff_token)
     reservations, circulation = (
-        pb_grpc.ReservationServiceStub(channel),
-        pb_grpc.CirculationServiceStub(channel),
+        reservation_stub(channel),
+        circulation_stub(channel),
     )
     notify = npb_grpc.NotifyServiceStub(stack.channel("notify", staff_token))
     await circulation.ImportItems(pb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS))

@@ -14,7 +14,7 @@ from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.helpers import error_reason
 from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator, pre_register
 
-from .conftest import HOLDINGS, PATIENT, TTL, rid
+from .conftest import HOLDINGS, PATIENT, TTL, circulation_stub, reservation_stub, rid
 
 
 async def _setup(
@@ -40,8 +40,8 @@ async def _setup(
     )
     channel = stack.channel("reservations", stack.token(kind="staff", roles=("admin",), ttl=TTL))
     reservations, circulation = (
-        pb_grpc.ReservationServiceStub(channel),
-        pb_grpc.CirculationServiceStub(channel),
+        reservation_stub(channel),
+        circulation_stub(channel),
     )
     await circulation.ImportItems(pb.ImportItemsRequest(request_id=rid(), csv_content=HOLDINGS))
     return stack, reservations, circulation
