@@ -321,3 +321,25 @@ async def test_admin_updates_and_resets_staff_accounts(stack_factory) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await log_in(stack, "marco", reset.one_time_password)
     assert error_reason(err.value) == "INVALID_CREDENTIALS"
+
+
+async def test_demo_library_has_the_patrons_the_other_demos_refer_to(stack_factory) -> None:
+    stack = await start(stack_factory)
+    assert stack.host is not None
+    await stack.host.load_demo()
+    await stack.host.load_demo()  # a second start loads nothing twice
+    desk = await operator(stack)
+    hits = (
+        await desk.patrons.SearchPatrons(pb.SearchPatronsRequest(surname="rossi", given_name="mario"))
+    ).hits
+    assert sorted((h.birth_date, h.status) for h in hits) == [  # namesakes, told apart by birth data
+        ("1971-03-14", pb.PATRON_STATUS_ENROLLED),
+        ("1985-11-02", pb.PATRON_STATUS_PRE_REGISTERED),
+    ]
+    found = await desk.patrons.LookUpPatronByCard(pb.LookUpPatronByCardRequest(barcode="DEMO-CARD-0104"))
+    assert found.patron.id == "demo-reader-4" and found.patron.display_name == "Rossi Mario"
+    for patron_id in ("demo-reader-1", "demo-reader-6", "demo-borrower-2"):
+        standing = await desk.patrons.GetPatronStanding(pb.GetPatronStandingRequest(patron_id=patron_id))
+        assert standing.enrolled and standing.reservation_limit > 0
+    pending = await desk.patrons.ListPatrons(pb.ListPatronsRequest(status=pb.PATRON_STATUS_PRE_REGISTERED))
+    assert len(pending.hits) == 2
