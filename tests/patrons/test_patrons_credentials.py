@@ -91,6 +91,7 @@ async def test_p6_first_log_in_forces_new_username_and_password(stack_factory) -
         ("nicolo90", "password2024", "new_password"),
         ("nicolo90", "short", "new_password"),
         ("ni", "lampione verde sul lago", "new_username"),
+        (creds.username, "lampione verde sul lago", "new_username"),
     ]:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await home.identity.ChangeCredentials(

@@ -307,6 +307,8 @@ class Identity:
         ):
             # First log-in with generated credentials: the patron must choose both (P6).
             username = cred.check_username(v, "new_username", new_username)
+            if username and username == account.username:
+                v.add("new_username", "choose your own username instead of the temporary one", "UNCHANGED")
         elif wants_username:
             if kind == STAFF_KIND and cred.normalize_username(new_username) != account.username:
                 v.add("new_username", "staff usernames are set by an administrator", "NOT_ALLOWED")
