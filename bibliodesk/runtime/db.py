@@ -5,8 +5,9 @@ with ``await db.write(fn, ...)`` (one transaction, committed or rolled back as a
 ``await db.read(fn, ...)``. They run on worker threads so the gRPC event loop never blocks.
 
 SQLite: WAL, foreign keys on, writes serialised on one thread with ``BEGIN IMMEDIATE`` (no lock
-upgrades, no SQLITE_BUSY between our own writers). PostgreSQL: READ COMMITTED; take row locks with
-``lock_for_update(select(...))``; serialization failures and deadlocks are retried.
+upgrades, no SQLITE_BUSY between our own writers). PostgreSQL: writes READ COMMITTED (take row
+locks with ``lock_for_update(select(...))``; serialization failures and deadlocks are retried);
+reads REPEATABLE READ READ ONLY, so a multi-query read sees one snapshot.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ class Database:
                 pool_pre_ping=True,
                 connect_args=connect_args,
             )
-            self.read_engine = self.write_engine
+            # Reads see one snapshot across all their queries, and can never write.
+            self.read_engine = self.write_engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
             write_threads = pool_size
         self.engine = self.write_engine
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
@@ -174,7 +178,7 @@ class Database:
         self._write_pool.shutdown(wait=True)
         self._read_pool.shutdown(wait=True)
         self.write_engine.dispose()
-        if self.read_engine is not self.write_engine:
+        if self.is_sqlite:
             self.read_engine.dispose()
 
 
