@@ -150,16 +150,21 @@ def write_chart(results: dict[str, Any], latencies: dict[str, list[float]], path
         font=font,
     )
     title = (
-        f"bibliodesk bench: latency distribution per operation — {results['db']}, "
+        f"bibliodesk bench: latency distribution per operation - {results['db']}, "
         f"{results['clients']} clients, {results['duration_s']:g}s each"
     )
     d.text((left, 18), title, fill=(0, 0, 0), font=font)
     legend_y = top
-    for idx, (name, values) in enumerate(latencies.items()):
+    op_index = 0
+    for name, values in latencies.items():
         if not values:
             continue
         xs = sorted(values)
-        colour = (150, 150, 150) if name.startswith("ceiling") else PALETTE[idx % len(PALETTE)]
+        if name.startswith("ceiling"):
+            colour = (150, 150, 150)
+        else:
+            colour = PALETTE[op_index % len(PALETTE)]
+            op_index += 1
         points = []
         step = max(1, len(xs) // 600)
         for k in range(0, len(xs), step):
