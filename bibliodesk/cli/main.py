@@ -76,14 +76,17 @@ async def _run_host(settings: Settings, names: list[str], *, demo: bool, console
 
 
 def _next_steps(settings: Settings) -> str:
+    mail = settings.home / "outbox-mail"
     return (
         "\n[bold]Try next[/bold] (another terminal, same folder; the CLI logs in as the local admin):\n"
-        "  .venv/bin/bibliodesk health\n"
-        "  .venv/bin/bibliodesk patrons search Rossi\n"
-        "  .venv/bin/bibliodesk requests list --today --active\n"
-        "  .venv/bin/bibliodesk reservations list --web\n"
-        "  .venv/bin/bibliodesk notify history --patron <id>\n"
-        f"  with no SMTP server configured, e-mails are written as .eml files to {settings.home / 'outbox-mail'}\n"
+        "  .venv/bin/bibliodesk health                          all five SERVING?\n"
+        "  .venv/bin/bibliodesk patrons search rossi            namesakes told apart (P2)\n"
+        "  .venv/bin/bibliodesk requests list --today --active  today's web requests (R2)\n"
+        "  .venv/bin/bibliodesk requests advance <id>           a request becomes a reservation (R5)\n"
+        "  .venv/bin/bibliodesk reservations list --web         web reservations (V5)\n"
+        "  .venv/bin/bibliodesk desk checkin <item barcode>     a return passes the item on (V4)\n"
+        "  .venv/bin/bibliodesk devices list                    the emulated desk scanner and RFID pad\n"
+        f"  no SMTP server configured: e-mails are written as .eml files to {mail}\n"
     )
 
 

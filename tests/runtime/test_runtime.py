@@ -258,11 +258,13 @@ def test_database_password_from_a_file_completes_the_url(tmp_path):
 
     secret = tmp_path / "pw"
     secret.write_text("s3cr@t/pw\n")
-    settings = load_settings({
-        "BIBLIODESK_HOME": str(tmp_path),
-        "BIBLIODESK_PATRONS_DATABASE_URL": "postgresql+psycopg://patrons@db:5432/patrons",
-        "BIBLIODESK_PATRONS_DATABASE_PASSWORD_FILE": str(secret),
-    })
+    settings = load_settings(
+        {
+            "BIBLIODESK_HOME": str(tmp_path),
+            "BIBLIODESK_PATRONS_DATABASE_URL": "postgresql+psycopg://patrons@db:5432/patrons",
+            "BIBLIODESK_PATRONS_DATABASE_PASSWORD_FILE": str(secret),
+        }
+    )
     from sqlalchemy.engine import make_url
 
     url = make_url(settings.service("patrons").database_url)
