@@ -100,7 +100,9 @@ def build_ops(layout: Layout, tokens: Tokens, run_id: str, used: dict[str, int])
     ops: dict[str, Op] = {}
 
     # R1: a logged-in web patron asks for a copy on the shelf.
-    async def submit(ch: dict[str, grpc.aio.Channel], n: int) -> Message:
+    async def submit(ch: dict[str, grpc.aio.Channel], _: int) -> Message:
+        n = used.get("submit", 0)  # continues across runs on the same library (--reuse)
+        used["submit"] = n + 1
         i = layout.submitter(n)
         surname, given = layout.patron_name(i)
         token = tokens.patron(layout.patron_id(i), f"{surname} {given}")

@@ -40,7 +40,7 @@ from .load import load_all, password_hash
 from .ops import ORDER, Tokens, build_ops, channels_for, prime, staff_login
 from .patches import sqlite_analyze
 from .report import print_table, verdicts, write_chart, write_json
-from .system import ADMIN_PASSWORD, SERVICES, ProcMonitor, System, read_proc
+from .system import SERVICES, ProcMonitor, System, read_proc
 
 RESULTS = Path(__file__).parent / "results"
 STATE = "bench-library.json"
@@ -214,7 +214,7 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "ok": max(rss_empty, rss_loaded) < 250,
         }
         console.print(f"idle RSS with the library: {rss_loaded:.0f} MB")
-        token = await staff_login(system.address("patrons"), ADMIN_PASSWORD)
+        token = await staff_login(system.address("patrons"), system.admin_password)
         tokens = Tokens(home, token)
         run_id = datetime.now(UTC).strftime("%H%M%S")
         ops = build_ops(layout, tokens, run_id, used)
