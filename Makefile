@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # PostgreSQL tier of the test suite: used when a server answers here (CI always has one).
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-.PHONY: run test venv protos check-protos lint typecheck buf-lint bench clean
+.PHONY: run test venv protos check-protos lint typecheck buf-lint proto-baseline bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy bibliodesk services
 
+BUF := npx --yes @bufbuild/buf@1.75.0
+
+# Lint the contracts and refuse wire-breaking changes against the published v1 (protos/v1-baseline.binpb).
 buf-lint:
-	npx --yes @bufbuild/buf@1.75.0 lint protos
+	$(BUF) lint protos
+	$(BUF) breaking protos --against protos/v1-baseline.binpb
+
+# Only when a change to the published contracts is intended (and versioned): refresh the baseline.
+proto-baseline:
+	$(BUF) build protos -o protos/v1-baseline.binpb
 
 bench: $(STAMP)
 	$(BIN)/bibliodesk bench
