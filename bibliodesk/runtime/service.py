@@ -40,6 +40,7 @@ from .metrics import Metrics
 from .migrate import upgrade
 from .outbox import OutboxRelay
 from .peers import Peers
+from .sessions import RemoteSessions
 from .settings import SERVICES, Settings
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class Host:
         self.addresses: dict[str, str] = {n: s.address for n, s in settings.services.items()}
         self._health: dict[str, Any] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._remote_sessions: dict[str, RemoteSessions] = {}
         self._metrics_server: asyncio.AbstractServer | None = None
 
     async def start(self) -> dict[str, str]:
@@ -219,11 +221,16 @@ class Host:
             lambda: float(db.read_sync(relay.pending_count)),
         )
         self.runtimes[module.name] = rt
+        self._remote_sessions[module.name] = RemoteSessions(
+            peers, ttl=float(self.settings.get("SESSION_CHECK_SECONDS", "15"))
+        )
 
     async def _session_check(self, service: str, principal: auth.Principal) -> None:
-        check = self.runtimes[service].session_check
-        if check is not None:
-            await check(principal)
+        rt = self.runtimes[service]
+        if rt.session_check is not None:  # patrons checks its own sessions table
+            await rt.session_check(principal)
+        else:
+            await self._remote_sessions[service].check(principal)
 
     def _bind(self, server: grpc.aio.Server, listen: str) -> int:
         s = self.settings

@@ -865,6 +865,16 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         token, expires = self.identity.issue_service_token(request.service_name, request.secret)
         return ipb.IssueServiceTokenResponse(access_token=token, expires_at=convert.ts(expires))
 
+    async def CheckSession(self, request: ipb.CheckSessionRequest, context: Any) -> ipb.CheckSessionResponse:
+        auth.require_kind(auth.SERVICE)
+        v = Violations()
+        v.required("session_id", request.session_id)
+        v.required("subject", request.subject)
+        v.raise_if_any()
+        return ipb.CheckSessionResponse(
+            open=await self.identity.session_open(request.session_id, request.subject)
+        )
+
     async def GetTokenKeys(self, request: ipb.GetTokenKeysRequest, context: Any) -> ipb.GetTokenKeysResponse:
         from bibliodesk.runtime.auth import load_public_keys_pem, public_key_pem
 

@@ -19,7 +19,7 @@ from bibliodesk.requests.v1 import requests_pb2_grpc as rq_grpc
 from bibliodesk.reservations.v1 import reservations_pb2 as rs
 from bibliodesk.reservations.v1 import reservations_pb2_grpc as rs_grpc
 from bibliodesk.runtime.settings import SERVICES
-from tests.helpers import error_fields
+from tests.helpers import error_fields, error_reason
 
 # service → (stub class, method, a request with its required id left empty, that field's name)
 PROBES = {
@@ -112,3 +112,25 @@ async def test_patron_token_cannot_reach_staff_operations(everything):
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await getattr(stub, method)(request)
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, (name, err.value)
+
+
+async def test_an_ended_session_stops_working_in_every_service(stack_factory):
+    import json
+
+    from bibliodesk.patrons.v1 import identity_pb2, identity_pb2_grpc
+
+    stack = await stack_factory("patrons", "reservations", env={"BIBLIODESK_SESSION_CHECK_SECONDS": "0"})
+    admin = json.loads((stack.home / "admin-credentials.json").read_text())
+    identity = identity_pb2_grpc.IdentityServiceStub(stack.channel("patrons"))
+    login = await identity.LogIn(
+        identity_pb2.LogInRequest(username=admin["username"], password=admin["password"])
+    )
+    reservations = rs_grpc.ReservationServiceStub(stack.channel("reservations", login.access_token))
+    await reservations.ListItemsToSetAside(rs.ListItemsToSetAsideRequest())
+    await identity_pb2_grpc.IdentityServiceStub(stack.channel("patrons", login.access_token)).LogOut(
+        identity_pb2.LogOutRequest()
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await reservations.ListItemsToSetAside(rs.ListItemsToSetAsideRequest())
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_reason(err.value) == "SESSION_ENDED"

@@ -614,3 +614,47 @@ class ResetStaffPasswordResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ResetStaffPasswordResponse: _TypeAlias = ResetStaffPasswordResponse  # noqa: Y015
+
+@_typing.final
+class CheckSessionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    """The token's `sid` claim."""
+    subject: _builtins.str
+    """The token's `sub` claim (staff account id or patron id)."""
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSessionRequest: _TypeAlias = CheckSessionRequest  # noqa: Y015
+
+@_typing.final
+class CheckSessionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPEN_FIELD_NUMBER: _builtins.int
+    open: _builtins.bool
+    """False when the session was ended (log-out, password regenerated) or never existed."""
+    def __init__(
+        self,
+        *,
+        open: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckSessionResponse: _TypeAlias = CheckSessionResponse  # noqa: Y015

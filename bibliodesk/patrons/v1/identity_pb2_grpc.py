@@ -65,6 +65,11 @@ class IdentityServiceStub:
                 request_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.GetTokenKeysRequest.SerializeToString,
                 response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.GetTokenKeysResponse.FromString,
                 _registered_method=True)
+        self.CheckSession = channel.unary_unary(
+                '/bibliodesk.patrons.v1.IdentityService/CheckSession',
+                request_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CheckSessionRequest.SerializeToString,
+                response_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CheckSessionResponse.FromString,
+                _registered_method=True)
         self.CreateStaffAccount = channel.unary_unary(
                 '/bibliodesk.patrons.v1.IdentityService/CreateStaffAccount',
                 request_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CreateStaffAccountRequest.SerializeToString,
@@ -144,6 +149,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckSession(self, request, context):
+        """Services: is the session behind a token still open? (Log-out and P7 regeneration end
+        sessions; every service asks here, with a short cache, so an ended session stops working
+        everywhere within seconds, not at the token's expiry.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateStaffAccount(self, request, context):
         """Admin: creates a staff account. The response carries the one-time password, once.
         """
@@ -201,6 +215,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetTokenKeys,
                     request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.GetTokenKeysRequest.FromString,
                     response_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.GetTokenKeysResponse.SerializeToString,
+            ),
+            'CheckSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckSession,
+                    request_deserializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CheckSessionRequest.FromString,
+                    response_serializer=bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CheckSessionResponse.SerializeToString,
             ),
             'CreateStaffAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateStaffAccount,
@@ -364,6 +383,33 @@ class IdentityService:
             '/bibliodesk.patrons.v1.IdentityService/GetTokenKeys',
             bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.GetTokenKeysRequest.SerializeToString,
             bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.GetTokenKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bibliodesk.patrons.v1.IdentityService/CheckSession',
+            bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CheckSessionRequest.SerializeToString,
+            bibliodesk_dot_patrons_dot_v1_dot_identity__pb2.CheckSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,11 @@ class IdentityServiceStub:
     """Exchanges the deployment's service secret for a short-lived service token (service-to-service)."""
     GetTokenKeys: _grpc.UnaryUnaryMultiCallable[_identity_pb2.GetTokenKeysRequest, _identity_pb2.GetTokenKeysResponse]
     """The public keys that verify access tokens (public; services cache them)."""
+    CheckSession: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CheckSessionRequest, _identity_pb2.CheckSessionResponse]
+    """Services: is the session behind a token still open? (Log-out and P7 regeneration end
+    sessions; every service asks here, with a short cache, so an ended session stops working
+    everywhere within seconds, not at the token's expiry.)
+    """
     CreateStaffAccount: _grpc.UnaryUnaryMultiCallable[_identity_pb2.CreateStaffAccountRequest, _identity_pb2.CreateStaffAccountResponse]
     """Admin: creates a staff account. The response carries the one-time password, once."""
     ListStaffAccounts: _grpc.UnaryUnaryMultiCallable[_identity_pb2.ListStaffAccountsRequest, _identity_pb2.ListStaffAccountsResponse]
@@ -115,6 +120,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """Exchanges the deployment's service secret for a short-lived service token (service-to-service)."""
     GetTokenKeys: _aio.UnaryUnaryMultiCallable[_identity_pb2.GetTokenKeysRequest, _identity_pb2.GetTokenKeysResponse]  # type: ignore[assignment]
     """The public keys that verify access tokens (public; services cache them)."""
+    CheckSession: _aio.UnaryUnaryMultiCallable[_identity_pb2.CheckSessionRequest, _identity_pb2.CheckSessionResponse]  # type: ignore[assignment]
+    """Services: is the session behind a token still open? (Log-out and P7 regeneration end
+    sessions; every service asks here, with a short cache, so an ended session stops working
+    everywhere within seconds, not at the token's expiry.)
+    """
     CreateStaffAccount: _aio.UnaryUnaryMultiCallable[_identity_pb2.CreateStaffAccountRequest, _identity_pb2.CreateStaffAccountResponse]  # type: ignore[assignment]
     """Admin: creates a staff account. The response carries the one-time password, once."""
     ListStaffAccounts: _aio.UnaryUnaryMultiCallable[_identity_pb2.ListStaffAccountsRequest, _identity_pb2.ListStaffAccountsResponse]  # type: ignore[assignment]
@@ -192,6 +202,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.GetTokenKeysResponse, _abc.Awaitable[_identity_pb2.GetTokenKeysResponse]]:
         """The public keys that verify access tokens (public; services cache them)."""
+
+    @_abc_1.abstractmethod
+    def CheckSession(
+        self,
+        request: _identity_pb2.CheckSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.CheckSessionResponse, _abc.Awaitable[_identity_pb2.CheckSessionResponse]]:
+        """Services: is the session behind a token still open? (Log-out and P7 regeneration end
+        sessions; every service asks here, with a short cache, so an ended session stops working
+        everywhere within seconds, not at the token's expiry.)
+        """
 
     @_abc_1.abstractmethod
     def CreateStaffAccount(

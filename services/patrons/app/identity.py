@@ -264,6 +264,9 @@ class Identity:
         if not alive:
             raise Unauthenticated("SESSION_ENDED", "this session has ended: log in again")
 
+    async def session_open(self, session_id: str, subject: str) -> bool:
+        return bool(await self.db.read(self._session_alive, session_id, subject))
+
     def _session_alive(self, session: Session, sid: str, subject: str) -> bool:
         s, a = t.sessions.c, t.accounts.c
         row = session.execute(
