@@ -6,6 +6,9 @@ by the services; the bench's own runs are unpatched unless asked.
   database before the start,
   i.e. what ``PRAGMA optimize`` at start-up would give the query planner (applied by ``bench.run``
   to the data, so it stays in a kept library).
+* ``sqlite-cache`` (FINDINGS.md F7): every SQLite connection of the server gets
+  ``PRAGMA cache_size=-32768`` (32 MiB instead of 2 MiB) and ``PRAGMA mmap_size=268435456``
+  (pages read through the memory map instead of one ``pread`` system call each).
 * ``token-cache`` (FINDINGS.md F3): ``TokenVerifier.verify`` remembers the principal of each token
   it has verified (bounded, until the token expires) instead of checking the Ed25519 signature on
   every call.
@@ -39,7 +42,20 @@ def token_cache() -> None:
     auth.TokenVerifier.verify = verify  # type: ignore[method-assign]
 
 
-PATCHES = {"token-cache": token_cache}
+def sqlite_cache() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        if type(dbapi_conn).__module__.startswith("sqlite3"):
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA cache_size=-32768")
+            cursor.execute("PRAGMA mmap_size=268435456")
+            cursor.close()
+
+
+PATCHES = {"token-cache": token_cache, "sqlite-cache": sqlite_cache}
 #: patches applied to the data by bench.run before the start, not in the server process
 DATA_PATCHES = {"sqlite-analyze"}
 
