@@ -183,6 +183,15 @@ def write_chart(results: dict[str, Any], latencies: dict[str, list[float]], path
     img.save(path, "PNG")
 
 
+def _per_call(op: dict[str, Any]) -> str:
+    server = op["server"]
+    if "cpu_ms_per_call" in server:
+        return f"{server['cpu_ms_per_call']:.1f}"
+    if op["throughput_per_s"] > 0:  # results written before the field existed
+        return f"{server['cpu_cores'] / op['throughput_per_s'] * 1000:.1f}"
+    return "-"
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown table (for bench/README.md): ``python -m bench.report FILE.json``."""
     sizes = results["sizes"]
@@ -194,8 +203,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"run {results['started_at']}",
         "",
         "| op | feature | ops/s | p50 ms | p95 ms | p99 ms | errors | ceiling ops/s | ratio | server CPU "
-        "| peak RSS | targets |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| CPU ms/call | peak RSS | targets |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for op in results["operations"]:
         ratio = op.get("ratio_to_ceiling")
@@ -204,6 +213,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{op['throughput_per_s']:.1f} | {op['p50_ms']:.1f} | {op['p95_ms']:.1f} | {op['p99_ms']:.1f} | "
             f"{op['errors']} | {op['ceiling']['throughput_per_s']:.0f} | "
             f"{'-' if ratio is None else f'{ratio:.3f}'} | {op['server']['cpu_cores']:.2f} | "
+            f"{_per_call(op)} | "
             f"{op['server']['peak_rss_mb']:.0f} MB | {', '.join(verdicts(op))} |"
         )
     load = results.get("load", {})

@@ -253,6 +253,8 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 results["profile"] = str(target)
                 console.print(f"  profile: {target}")
             client_cpu = read_proc(os.getpid()).cpu_seconds - client0
+            if measured.throughput > 0:  # what one call costs the server, on average
+                server["cpu_ms_per_call"] = round(server["cpu_cores"] / measured.throughput * 1000, 2)
             row: dict[str, Any] = {
                 "name": name,
                 "feature": op.feature,
@@ -278,6 +280,8 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             cmon.start()
             cm = await drive(call_ceiling, clients=args.clients, duration=args.ceiling_duration, warmup=0.5)
             cserver = await cmon.stop()
+            if cm.throughput > 0:
+                cserver["cpu_ms_per_call"] = round(cserver["cpu_cores"] / cm.throughput * 1000, 3)
             row["ceiling"] = {
                 **cm.summary(),
                 "request_bytes": req_size,
