@@ -141,7 +141,7 @@ def write_chart(results: dict[str, Any], latencies: dict[str, list[float]], path
         y = y_of(q)
         d.line([left, y, width - right, y], fill=(200, 200, 200))
         d.text((left - 40, y - 6), f"p{round(q * 100)}", fill=(0, 0, 0), font=font)
-    for q in (0.0, 0.25, 0.75, 1.0):
+    for q in (0.0, 0.25, 0.75):
         d.text((left - 40, y_of(q) - 6), f"{q:.2f}", fill=(90, 90, 90), font=font)
     d.text(
         (left + (width - left - right) // 2 - 60, height - 30),
