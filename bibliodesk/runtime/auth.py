@@ -7,6 +7,7 @@ roles with the ``require_*`` helpers, which raise PERMISSION_DENIED / UNAUTHENTI
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import hashlib
 import os
@@ -221,7 +222,15 @@ class TokenVerifier:
     leeway_seconds: int = 30
     now: Callable[[], datetime] | None = None
 
+    cache_size: int = 10_000
     _last_fetch: float = -1e9
+    _fetch_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Tokens whose signature was already checked: the Ed25519 check (~1 ms of CPU) runs once per
+    # token, not once per call. Expiry is still checked on every call.
+    _verified: dict[str, Principal] = field(default_factory=dict)
+
+    def _current(self) -> datetime:
+        return self.now() if self.now is not None else datetime.now(UTC)
 
     def _may_fetch(self) -> bool:
         # An unknown kid refetches the keys at most every 30 s (no amplification by forged tokens).
@@ -233,18 +242,34 @@ class TokenVerifier:
         return True
 
     async def verify(self, token: str) -> Principal:
+        known = self._verified.get(token)
+        if known is not None:
+            assert known.expires_at is not None
+            if known.expires_at.timestamp() + self.leeway_seconds < self._current().timestamp():
+                self._verified.pop(token, None)
+                raise Unauthenticated("TOKEN_EXPIRED", "the access token has expired; log in again")
+            return known
+        principal = await self._verify_signed(token)
+        if len(self._verified) >= self.cache_size:
+            self._verified.clear()
+        self._verified[token] = principal
+        return principal
+
+    async def _verify_signed(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Unauthenticated("TOKEN_MALFORMED", "the access token is malformed") from None
         kid = header.get("kid", "")
-        if kid not in self.keys and self.fetch_keys is not None and self._may_fetch():
-            try:
-                self.keys.update(await self.fetch_keys())
-            except Exception as exc:
-                from .errors import Unavailable
+        if kid not in self.keys and self.fetch_keys is not None:
+            async with self._fetch_lock:  # concurrent callers wait for the one fetch in flight
+                if kid not in self.keys and self._may_fetch():
+                    try:
+                        self.keys.update(await self.fetch_keys())
+                    except Exception as exc:
+                        from .errors import Unavailable
 
-                raise Unavailable("TOKEN_KEYS_UNAVAILABLE", "cannot fetch token keys") from exc
+                        raise Unavailable("TOKEN_KEYS_UNAVAILABLE", "cannot fetch token keys") from exc
         key = self.keys.get(kid)
         if key is None:
             raise Unauthenticated("TOKEN_KEY_UNKNOWN", "the access token was signed by an unknown key")
@@ -264,7 +289,7 @@ class TokenVerifier:
                 issuer=ISSUER,
                 options=options,  # type: ignore[arg-type]
             )
-            now = self.now() if self.now is not None else datetime.now(UTC)
+            now = self._current()
             if claims["exp"] + self.leeway_seconds < now.timestamp():
                 raise jwt.ExpiredSignatureError()
         except jwt.ExpiredSignatureError:

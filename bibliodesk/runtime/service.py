@@ -118,6 +118,15 @@ class ServiceRuntime:
         self._on_stop.append(callback)
 
 
+async def _optimize_hourly(db: Database) -> None:
+    while True:
+        await asyncio.sleep(3600)
+        try:  # on the writer thread, in its turn: no contention with the service's own writes
+            await db.write(lambda session: session.connection().exec_driver_sql("PRAGMA optimize"))
+        except Exception:
+            log.exception("%s: PRAGMA optimize failed", db.name)
+
+
 class Host:
     """Runs one or more services in this process."""
 
@@ -160,6 +169,10 @@ class Host:
         if self.run_background:
             for rt in self.runtimes.values():
                 self._tasks.append(asyncio.create_task(rt.relay.run(), name=f"{rt.name}-outbox"))
+                if rt.db.is_sqlite:
+                    self._tasks.append(
+                        asyncio.create_task(_optimize_hourly(rt.db), name=f"{rt.name}-optimize")
+                    )
                 for factory in rt._tasks:
                     self._tasks.append(asyncio.create_task(factory(), name=f"{rt.name}-task"))
         return {rt.name: self.addresses[rt.name] for rt in self.runtimes.values()}
@@ -170,9 +183,12 @@ class Host:
             own.database_url, name=module.name, schema=self.settings.get(f"{module.name.upper()}_DB_SCHEMA")
         )
         await db.wait_until_reachable()
-        await asyncio.get_running_loop().run_in_executor(
-            None, lambda: upgrade(db, module.migrations, module.metadata, service=module.name)
-        )
+
+        def migrate_and_analyze() -> None:
+            upgrade(db, module.migrations, module.metadata, service=module.name)
+            db.optimize(full=True)
+
+        await asyncio.get_running_loop().run_in_executor(None, migrate_and_analyze)
         peers = Peers(module.name, self.settings, self.clock, addresses=lambda: self.addresses)
         verifier = auth.TokenVerifier(fetch_keys=peers.fetch_token_keys, now=self.clock.now)
         if self.settings.token_public_key_file:  # keys by configuration: never fetched

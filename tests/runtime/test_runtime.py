@@ -270,3 +270,30 @@ def test_database_password_from_a_file_completes_the_url(tmp_path):
     url = make_url(settings.service("patrons").database_url)
     assert url.password == "s3cr@t/pw" and url.username == "patrons" and url.host == "db"
     assert settings.service("requests").database_url == f"sqlite:///{tmp_path / 'requests.db'}"
+
+
+async def test_token_checks_are_cached_but_expiry_still_holds():
+    from datetime import timedelta
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bibliodesk.runtime.auth import TokenSigner, TokenVerifier
+    from bibliodesk.runtime.errors import Unauthenticated
+
+    clock = ManualClock()
+    signer = TokenSigner(Ed25519PrivateKey.generate())
+    fetches = []
+
+    async def fetch():
+        fetches.append(1)
+        await asyncio.sleep(0.05)
+        return {signer.kid: signer.public_key}
+
+    verifier = TokenVerifier(fetch_keys=fetch, now=clock.now)
+    token, _ = signer.mint(subject="s1", kind="staff", now=clock.now(), ttl=timedelta(minutes=10))
+    # Ten calls racing on an unknown key: one fetch, every call verified.
+    principals = await asyncio.gather(*(verifier.verify(token) for _ in range(10)))
+    assert {p.subject for p in principals} == {"s1"} and len(fetches) == 1
+    clock.advance(minutes=11)
+    with pytest.raises(Unauthenticated):
+        await verifier.verify(token)  # cached, but expired

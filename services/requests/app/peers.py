@@ -21,6 +21,8 @@ _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # Our own service token refused (keys being rotated or fetched): a retry succeeds.
+    grpc.StatusCode.UNAUTHENTICATED,
 }
 
 
