@@ -79,11 +79,18 @@ def issue_id_for(method: str, subject_id: str, request_id: str) -> str:
 
 
 class Identity:
+    async def _off_loop(self, fn: Any, *args: Any) -> Any:
+        async with self._hash_slots:
+            return await asyncio.to_thread(fn, *args)
+
     def __init__(
         self, db: Database, clock: Clock, cfg: PatronsConfig, settings: Settings, signer: auth.TokenSigner
     ) -> None:
         self.db = db
         self.clock = clock
+        # argon2id takes 64 MiB and ~0.2 s of a core per hash: at most two at once, off the loop,
+        # so a burst of log-ins neither freezes the services nor balloons the memory.
+        self._hash_slots = asyncio.Semaphore(2)
         self.cfg = cfg
         self.settings = settings
         self.signer = signer
@@ -135,7 +142,7 @@ class Identity:
             )
         if throttle.is_locked(now):
             raise self._locked(throttle)
-        ok = await asyncio.to_thread(self._verify, account.password_hash if account else None, password)
+        ok = await self._off_loop(self._verify, account.password_hash if account else None, password)
         if not ok:
             await write(self.db, self._login_failed, key, client)
             raise Unauthenticated("INVALID_CREDENTIALS", "wrong username or password")
@@ -150,7 +157,7 @@ class Identity:
                 "the temporary password has expired: ask the library for a new one",
             )
         rehash = self.hasher.check_needs_rehash(account.password_hash)
-        new_hash = await asyncio.to_thread(self.hash, password) if rehash else None
+        new_hash = await self._off_loop(self.hash, password) if rehash else None
         return await write(self.db, self._login_succeeded, account.id, key, new_hash)
 
     def _locked(self, throttle: LoginThrottle) -> ResourceExhausted:
@@ -324,10 +331,10 @@ class Identity:
             raise InvalidArgument(
                 field="new_password", description="must differ from the current password", reason="UNCHANGED"
             )
-        if not await asyncio.to_thread(self._verify, account.password_hash, current_password):
+        if not await self._off_loop(self._verify, account.password_hash, current_password):
             await write(self.db, self._login_failed, cred.throttle_key(account.username))
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
-        new_hash = await asyncio.to_thread(self.hash, new_password)
+        new_hash = await self._off_loop(self.hash, new_password)
         return await write(
             self.db, self._define, account.id, account.token_version, username, new_hash, principal.session_id
         )
@@ -394,7 +401,7 @@ class Identity:
         """Derives the password of ``issue_id`` and hashes it (outside any transaction, off the
         event loop: argon2id takes a noticeable moment on purpose)."""
         password = self.temporary_password(issue_id)
-        return password, await asyncio.to_thread(self.hash, password)
+        return password, await self._off_loop(self.hash, password)
 
     def issue_patron_credentials(
         self,
@@ -605,7 +612,7 @@ class Identity:
             cred.check_password(v, "BIBLIODESK_BOOTSTRAP_ADMIN_PASSWORD", given, BOOTSTRAP_USERNAME)
             v.raise_if_any()
         password = given or cred.generate_password()
-        password_hash = await asyncio.to_thread(self.hash, password)
+        password_hash = await self._off_loop(self.hash, password)
         try:
             await write(
                 self.db,
