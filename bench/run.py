@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--argon2-time-cost", type=int, default=3, help="the server's argon2id time cost")
     p.add_argument("--profile", default="", help="sample the server's threads during this operation")
     p.add_argument("--patch", default="", help="apply proposed fixes to the server (bench/patches.py)")
+    p.add_argument(
+        "--settle-timeout",
+        type=float,
+        default=60.0,
+        help="before each operation, wait (at most this long) until the server is idle again",
+    )
     p.add_argument("--idle-settle", type=float, default=5.0, help="seconds to wait before reading idle RSS")
     args = p.parse_args(argv)
     if args.quick:
@@ -119,8 +125,20 @@ def hash_cost(memory_kib: int, time_cost: int) -> float:
     return statistics.median(runs)
 
 
-async def idle_rss(system: System, settle: float) -> float:
-    await asyncio.sleep(settle)
+async def settle(pid: int, timeout: float, idle_cores: float = 0.15, window: float = 0.5) -> float:
+    """Waits until the process uses less than ``idle_cores`` over ``window`` seconds (at most
+    ``timeout``); returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        before = read_proc(pid).cpu_seconds
+        await asyncio.sleep(window)
+        if (read_proc(pid).cpu_seconds - before) / window < idle_cores:
+            break
+    return round(time.perf_counter() - t0, 1)
+
+
+async def idle_rss(system: System, seconds: float) -> float:
+    await asyncio.sleep(seconds)
     return read_proc(system.pid).rss_bytes / 2**20
 
 
@@ -228,6 +246,9 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         out_ops = []
         for name in args.ops.split(","):
             op = ops[name]
+            # background work set off by the previous operation (notices through notify, relays)
+            # must not be billed to this one: wait until the server is idle again
+            settled = await settle(system.pid, args.settle_timeout)
             console.print(
                 f"[bold]{name}[/bold] ({op.feature}, {op.title}): {args.clients} clients × {args.duration:g}s"
             )
@@ -256,6 +277,7 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             if measured.throughput > 0:  # what one call costs the server, on average
                 server["cpu_ms_per_call"] = round(server["cpu_cores"] / measured.throughput * 1000, 2)
             row: dict[str, Any] = {
+                "settle_s": settled,
                 "name": name,
                 "feature": op.feature,
                 "kind": op.kind,
