@@ -58,7 +58,8 @@ def test_tiny_run_reports_every_operation(tmp_path: Path) -> None:
         [
             "--patrons", "100", "--items", "200", "--requests", "300",
             "--duration", "1", "--warmup", "0", "--ceiling-duration", "0.5", "--clients", "4",
-            "--idle-settle", "0.2", "--settle-timeout", "10", "--argon2-memory-kib", "8192", "--argon2-time-cost", "1",
+            "--idle-settle", "0.2", "--settle-timeout", "10",
+            "--argon2-memory-kib", "8192", "--argon2-time-cost", "1",
             "--results", str(results_dir),
         ]
     )  # fmt: skip
