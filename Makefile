@@ -50,8 +50,9 @@ buf-lint:
 proto-baseline:
 	$(BUF) build protos -o protos/v1-baseline.binpb
 
+# Benchmarks print numbers (bench/README.md); e.g. make bench BENCH_ARGS="--quick"
 bench: $(STAMP)
-	$(BIN)/bibliodesk bench
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .bibliodesk
