@@ -142,6 +142,10 @@ async def idle_rss(system: System, seconds: float) -> float:
     return read_proc(system.pid).rss_bytes / 2**20
 
 
+def anon_mb(system: System) -> float:
+    return round(read_proc(system.pid).anon_bytes / 2**20, 1)
+
+
 async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     temp = args.data is None
     home = Path(tempfile.mkdtemp(prefix="bibliodesk-bench-")) if temp else args.data
@@ -228,6 +232,7 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         results["idle"] = {
             "rss_mb_empty": round(rss_empty, 1),
             "rss_mb_loaded": round(rss_loaded, 1),
+            "anon_mb_loaded": anon_mb(system),
             "target_mb": 250,
             "ok": max(rss_empty, rss_loaded) < 250,
         }

@@ -65,6 +65,10 @@ class ProcSample:
     cpu_seconds: float
     rss_bytes: int
     hwm_bytes: int
+    #: RSS split: private memory (heap, SQLite page caches) vs. file pages (mmap, code): the
+    #: latter are shared with the OS page cache and reclaimable
+    anon_bytes: int = 0
+    file_bytes: int = 0
 
 
 def read_proc(pid: int) -> ProcSample:
@@ -72,14 +76,19 @@ def read_proc(pid: int) -> ProcSample:
         fields = fh.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state): utime is field 14, stime field 15.
     cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    rss = hwm = 0
+    values = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) * 1024
-    return ProcSample(cpu, rss, hwm)
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                values[key] = int(rest.split()[0]) * 1024
+    return ProcSample(
+        cpu,
+        values.get("VmRSS", 0),
+        values.get("VmHWM", 0),
+        values.get("RssAnon", 0),
+        values.get("RssFile", 0),
+    )
 
 
 class ProcMonitor:
@@ -89,6 +98,7 @@ class ProcMonitor:
         self.pid = pid
         self.interval = interval
         self.peak_rss = 0
+        self.peak_anon = 0
         self._task: asyncio.Task[None] | None = None
         self.start_sample: ProcSample | None = None
         self.end_sample: ProcSample | None = None
@@ -96,7 +106,9 @@ class ProcMonitor:
 
     async def _run(self) -> None:
         while True:
-            self.peak_rss = max(self.peak_rss, read_proc(self.pid).rss_bytes)
+            sample = read_proc(self.pid)
+            self.peak_rss = max(self.peak_rss, sample.rss_bytes)
+            self.peak_anon = max(self.peak_anon, sample.anon_bytes)
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
@@ -119,6 +131,7 @@ class ProcMonitor:
             "cpu_seconds": round(cpu, 3),
             "cpu_cores": round(cpu / wall, 3) if wall > 0 else 0.0,
             "peak_rss_mb": round(self.peak_rss / 2**20, 1),
+            "peak_anon_mb": round(max(self.peak_anon, self.end_sample.anon_bytes) / 2**20, 1),
         }
 
 
