@@ -11,6 +11,8 @@ an older one, and as the template for the next proposal.
 * ``sqlite-cache`` (FINDINGS.md F7): every SQLite connection of the server gets
   ``PRAGMA cache_size=-32768`` (32 MiB instead of 2 MiB) and ``PRAGMA mmap_size=268435456``
   (pages read through the memory map instead of one ``pread`` system call each).
+* ``light-item-lock`` (FINDINGS.md F9): reservations' ``lock_item`` locks the item row only
+  instead of loading the copy's whole circulation (which the use case then loads again).
 * ``token-cache`` (FINDINGS.md F3): ``TokenVerifier.verify`` remembers the principal of each token
   it has verified (bounded, until the token expires) instead of checking the Ed25519 signature on
   every call.
@@ -57,7 +59,23 @@ def sqlite_cache() -> None:
             cursor.close()
 
 
-PATCHES = {"token-cache": token_cache, "sqlite-cache": sqlite_cache}
+def light_item_lock() -> None:
+    """FINDINGS.md F9: lock the copy's row only, instead of loading its whole circulation twice."""
+    from sqlalchemy import select
+
+    from bibliodesk.runtime.db import lock_for_update
+    from services.reservations.app import use_cases
+    from services.reservations.store.tables import items
+
+    def lock_item(session: Any, barcode: str) -> None:
+        session.execute(
+            lock_for_update(select(items.c.barcode).where(items.c.barcode == barcode), session)
+        ).first()
+
+    use_cases.lock_item = lock_item
+
+
+PATCHES = {"token-cache": token_cache, "sqlite-cache": sqlite_cache, "light-item-lock": light_item_lock}
 #: patches applied to the data by bench.run before the start, not in the server process
 DATA_PATCHES = {"sqlite-analyze"}
 
