@@ -1,8 +1,8 @@
 """Proposed fixes, applied at start-up to the server process only, to measure them before the
 owners change their code (``python -m bench.run --patch token-cache``). Nothing here is imported
-by the services; the bench's own runs are unpatched unless asked. All three were then adopted by
-the runtime (commit 21a46d6): on a current checkout they change nothing; they remain to measure
-an older one, and as the template for the next proposal.
+by the services; the bench's own runs are unpatched unless asked. ``sqlite-analyze``,
+``sqlite-cache`` and ``token-cache`` were then adopted by the runtime (commit 21a46d6): on a current
+checkout they change nothing; they remain to measure an older one.
 
 * ``sqlite-analyze`` (FINDINGS.md F5): ``PRAGMA analysis_limit=400; ANALYZE`` on every SQLite
   database before the start,
