@@ -110,18 +110,14 @@ async def pre_register(stack: Any, **kw: Any) -> str:
     return reply.patron_id
 
 
-async def adult_category(desk: Desk) -> pb.PatronCategory:
+async def adult_category(desk: Desk, **limits: int) -> pb.PatronCategory:
+    """The "ADULT" category (10 loans, 5 reservations, 7 pickup days unless ``limits`` say otherwise)."""
+    values = {"loan_limit": 10, "reservation_limit": 5, "pickup_period_days": 7, **limits}
     reply = await desk.patrons.CreatePatronCategory(
         pb.CreatePatronCategoryRequest(
             request_id=rid(),
             category=pb.PatronCategory(
-                code="ADULT",
-                name="Adulti",
-                loan_limit=10,
-                reservation_limit=5,
-                enrollment_period_months=12,
-                pickup_period_days=7,
-                active=True,
+                code="ADULT", name="Adulti", enrollment_period_months=12, active=True, **values
             ),
         )
     )

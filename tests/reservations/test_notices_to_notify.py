@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from bibliodesk.notify.v1 import notify_pb2 as npb
 from bibliodesk.notify.v1 import notify_pb2_grpc as npb_grpc
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
-from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator, pre_register
+from tests.patrons.support import FAST_ENV, admin, adult_category, complete_and_enroll, operator, pre_register
 
 from .conftest import HOLDINGS, PATIENT, TTL, circulation_stub, reservation_stub, rid
 
@@ -34,22 +34,8 @@ async def eventually(
 async def test_ready_notice_is_sent_once_and_its_delivery_starts_the_pickup_clock(stack_factory: Any) -> None:
     stack = await stack_factory("patrons", "notify", "reservations", env={**FAST_ENV, **PATIENT})
     boss = await admin(stack)
-    from bibliodesk.patrons.v1 import patrons_pb2 as ppb
 
-    await boss.patrons.CreatePatronCategory(
-        ppb.CreatePatronCategoryRequest(
-            request_id=rid(),
-            category=ppb.PatronCategory(
-                code="ADULT",
-                name="Adulti",
-                loan_limit=10,
-                reservation_limit=5,
-                enrollment_period_months=12,
-                pickup_period_days=5,
-                active=True,
-            ),
-        )
-    )
+    await adult_category(boss, loan_limit=10, reservation_limit=5, pickup_period_days=5)
     desk = await operator(stack)
     patron_id = await pre_register(stack)
     await complete_and_enroll(desk, patron_id)

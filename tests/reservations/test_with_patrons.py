@@ -8,11 +8,10 @@ from typing import Any
 import grpc
 import pytest
 
-from bibliodesk.patrons.v1 import patrons_pb2 as ppb
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
 from bibliodesk.reservations.v1 import reservations_pb2_grpc as pb_grpc
 from tests.helpers import error_reason
-from tests.patrons.support import FAST_ENV, admin, complete_and_enroll, operator, pre_register
+from tests.patrons.support import FAST_ENV, admin, adult_category, complete_and_enroll, operator, pre_register
 
 from .conftest import HOLDINGS, PATIENT, TTL, circulation_stub, reservation_stub, rid
 
@@ -24,20 +23,7 @@ async def _setup(
         "patrons", "reservations", env={**FAST_ENV, **PATIENT, "BIBLIODESK_NOTIFY_ADDRESS": "127.0.0.1:9"}
     )
     boss = await admin(stack)
-    await boss.patrons.CreatePatronCategory(
-        ppb.CreatePatronCategoryRequest(
-            request_id=rid(),
-            category=ppb.PatronCategory(
-                code="ADULT",
-                name="Adulti",
-                loan_limit=1,
-                reservation_limit=2,
-                enrollment_period_months=12,
-                pickup_period_days=10,
-                active=True,
-            ),
-        )
-    )
+    await adult_category(boss, loan_limit=1, reservation_limit=2, pickup_period_days=10)
     channel = stack.channel("reservations", stack.token(kind="staff", roles=("admin",), ttl=TTL))
     reservations, circulation = (
         reservation_stub(channel),
