@@ -163,7 +163,7 @@ class Database:
         size it guesses wrong). ``full`` at start-up (bounded by analysis_limit), else PRAGMA optimize."""
         if not self.is_sqlite:
             return  # PostgreSQL's autovacuum analyzes
-        with self.write_engine.connect() as conn:
+        with self.write_engine.begin() as conn:  # committed: a rolled-back ANALYZE keeps nothing
             if full:
                 conn.exec_driver_sql("PRAGMA analysis_limit=400")
                 conn.exec_driver_sql("ANALYZE")

@@ -297,3 +297,18 @@ async def test_token_checks_are_cached_but_expiry_still_holds():
     clock.advance(minutes=11)
     with pytest.raises(Unauthenticated):
         await verifier.verify(token)  # cached, but expired
+
+
+async def test_sqlite_planner_statistics_are_kept_at_start(probe):
+    if probe.backend != "sqlite":
+        pytest.skip("PostgreSQL's autovacuum analyzes")
+    channel = probe.channel("requests", probe.token())
+    for i in range(3):
+        await call(channel, "AddNote", note(f"n{i}", f"r-stat-{i}"), struct_pb2.Struct)
+    await probe.restart()
+    from sqlalchemy import text
+
+    rows = probe.runtime("requests").db.read_sync(
+        lambda s: s.execute(text("SELECT tbl FROM sqlite_stat1")).all()
+    )
+    assert "notes" in {r.tbl for r in rows}
