@@ -172,29 +172,35 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         )
         return grpc.StatusCode.INTERNAL  # not reached: abort raises
 
+    @contextlib.asynccontextmanager
+    async def _serving(self, context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+        """One call, unary or streaming: context in, errors mapped, context out, metrics."""
+        started = time.perf_counter()
+        code = "OK"
+        tokens: list[Any] = []
+        try:
+            tokens = await self._enter(context, method)
+            yield
+        except DomainError as exc:
+            code = exc.code.name
+            await self._fail(context, exc, method)
+        except Exception as exc:
+            if _is_abort(exc):
+                code = _code_name(context)
+                raise
+            code = "INTERNAL"
+            await self._fail(context, exc, method)
+        finally:
+            if tokens:
+                self._exit(tokens)
+            self.metrics.observe_rpc(self.service, method, code, time.perf_counter() - started)
+
     def _wrap_unary(
         self, behavior: Callable[..., Awaitable[Any]], method: str
     ) -> Callable[..., Awaitable[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            code = "OK"
-            tokens: list[Any] = []
-            try:
-                tokens = await self._enter(context, method)
+            async with self._serving(context, method):
                 return await behavior(request, context)
-            except DomainError as exc:
-                code = exc.code.name
-                await self._fail(context, exc, method)
-            except Exception as exc:
-                if _is_abort(exc):
-                    code = _code_name(context)
-                    raise
-                code = "INTERNAL"
-                await self._fail(context, exc, method)
-            finally:
-                if tokens:
-                    self._exit(tokens)
-                self.metrics.observe_rpc(self.service, method, code, time.perf_counter() - started)
 
         return wrapped
 
@@ -202,26 +208,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self, behavior: Callable[..., AsyncIterator[Any]], method: str
     ) -> Callable[..., AsyncIterator[Any]]:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            code = "OK"
-            tokens: list[Any] = []
-            try:
-                tokens = await self._enter(context, method)
+            async with self._serving(context, method):
                 async for item in behavior(request, context):
                     yield item
-            except DomainError as exc:
-                code = exc.code.name
-                await self._fail(context, exc, method)
-            except Exception as exc:
-                if _is_abort(exc):
-                    code = _code_name(context)
-                    raise
-                code = "INTERNAL"
-                await self._fail(context, exc, method)
-            finally:
-                if tokens:
-                    self._exit(tokens)
-                self.metrics.observe_rpc(self.service, method, code, time.perf_counter() - started)
 
         return wrapped
 
