@@ -1,4 +1,6 @@
-"""The system under test: ``bibliodesk up`` (all five services, one process) run as a child process.
+"""The system under test, run as child processes: ``bibliodesk up`` (all five services in one
+process, the embedded default) or, with ``topology="serve"``, one ``bibliodesk serve <service>``
+process per service, as the compose deployment runs them.
 
 The bench never imports the services into its own process: the server's CPU time and memory are
 read from ``/proc/<pid>`` of the child, so what is measured is the server alone. Data lives in a
@@ -91,11 +93,27 @@ def read_proc(pid: int) -> ProcSample:
     )
 
 
-class ProcMonitor:
-    """Samples a process's RSS while an operation runs (peak RSS during that operation)."""
+def read_procs(pids: int | list[int]) -> ProcSample:
+    """The sum over processes (the five ``serve`` processes count as one server)."""
+    samples = [read_proc(pid) for pid in ([pids] if isinstance(pids, int) else pids)]
+    return ProcSample(
+        sum(x.cpu_seconds for x in samples),
+        sum(x.rss_bytes for x in samples),
+        sum(x.hwm_bytes for x in samples),
+        sum(x.anon_bytes for x in samples),
+        sum(x.file_bytes for x in samples),
+    )
 
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
+
+class ProcMonitor:
+    """Samples the server's RSS while an operation runs (peak RSS during that operation); with
+    several processes, the peak of their sum."""
+
+    def __init__(self, pid: int | list[int], interval: float = 0.1, names: list[str] | None = None) -> None:
         self.pid = pid
+        #: with several processes: their names, to report the CPU of each
+        self.names = names
+        self._each: list[float] = []
         self.interval = interval
         self.peak_rss = 0
         self.peak_anon = 0
@@ -106,13 +124,15 @@ class ProcMonitor:
 
     async def _run(self) -> None:
         while True:
-            sample = read_proc(self.pid)
+            sample = read_procs(self.pid)
             self.peak_rss = max(self.peak_rss, sample.rss_bytes)
             self.peak_anon = max(self.peak_anon, sample.anon_bytes)
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
-        self.start_sample = read_proc(self.pid)
+        self.start_sample = read_procs(self.pid)
+        if self.names and isinstance(self.pid, list):
+            self._each = [read_proc(p).cpu_seconds for p in self.pid]
         self.peak_rss = self.start_sample.rss_bytes
         self.t0 = time.perf_counter()
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -123,11 +143,20 @@ class ProcMonitor:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self.t1 = time.perf_counter()
-        self.end_sample = read_proc(self.pid)
+        self.end_sample = read_procs(self.pid)
         self.peak_rss = max(self.peak_rss, self.end_sample.rss_bytes)
         cpu = self.end_sample.cpu_seconds - self.start_sample.cpu_seconds
         wall = self.t1 - self.t0
+        each = {}
+        if self.names and isinstance(self.pid, list) and wall > 0:
+            each = {
+                "cpu_cores_by_process": {
+                    name: round((read_proc(p).cpu_seconds - before) / wall, 3)
+                    for name, p, before in zip(self.names, self.pid, self._each, strict=True)
+                }
+            }
         return {
+            **each,
             "cpu_seconds": round(cpu, 3),
             "cpu_cores": round(cpu / wall, 3) if wall > 0 else 0.0,
             "peak_rss_mb": round(self.peak_rss / 2**20, 1),
@@ -137,13 +166,16 @@ class ProcMonitor:
 
 @dataclass
 class System:
-    """``bibliodesk up`` in a child process, with the bench's settings."""
+    """``bibliodesk up`` (or one ``bibliodesk serve`` per service) in child processes, with the
+    bench's settings."""
 
     home: Path
     db: str = "sqlite"  # "sqlite" or a postgresql:// URL
     extra_env: dict[str, str] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
+    #: "up": one process for the five services; "serve": one process per service (compose)
+    topology: str = "up"
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     log_path: Path | None = None
     #: when set, run under bench.sampler writing its report there (SIGUSR1 resets, SIGUSR2 writes)
     profile_out: Path | None = None
@@ -185,6 +217,12 @@ class System:
                 "BIBLIODESK_NOTIFY_MAIL_FOLDER": str(self.home / "mail"),
             }
         )
+        if self.topology == "serve":  # `up` makes this file itself; separate processes share it
+            secret = self.home / "service-secret"
+            if not secret.exists():
+                secret.write_text(secrets.token_urlsafe(32))
+                secret.chmod(0o600)
+            env["BIBLIODESK_SERVICE_SECRET_FILE"] = str(secret)
         for name in SERVICES:
             key = name.upper()
             env[f"BIBLIODESK_{key}_LISTEN"] = self.address(name)
@@ -217,34 +255,53 @@ class System:
             for name in SERVICES:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema(name)}" CASCADE')
 
-    def command(self) -> list[str]:
+    def profile_path(self, process: str) -> Path | None:
+        """Where the sampler of one server process writes its report."""
+        if self.profile_out is None:
+            return None
+        if self.topology == "up":
+            return self.profile_out
+        return self.profile_out.with_name(f"{self.profile_out.stem}-{process}{self.profile_out.suffix}")
+
+    def command(self, process: str = "up") -> list[str]:
+        """The command line of one server process: ``up``, or a service name for ``serve``."""
+        args = ["up"] if process == "up" else ["serve", process]
         if self.profile_out is not None or self.patches:
-            return [sys.executable, "-m", "bench.sampler", str(self.profile_out or "-"), "up"]
+            return [sys.executable, "-m", "bench.sampler", str(self.profile_path(process) or "-"), *args]
         script = Path(sys.executable).parent / "bibliodesk"
         if script.exists():
-            return [str(script), "up"]
+            return [str(script), *args]
         return [
             sys.executable,
             "-c",
             "import sys; from bibliodesk.cli.main import main; sys.exit(main())",
-            "up",
+            *args,
         ]
+
+    @property
+    def processes(self) -> tuple[str, ...]:
+        return ("up",) if self.topology == "up" else SERVICES
 
     async def start(self, timeout: float = 120.0) -> None:
         assert self.log_path is not None
-        log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self.proc = subprocess.Popen(
-            self.command(), env=self.env(), stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home)
-        )
-        log.close()
+        env = self.env()
+        for process in self.processes:
+            log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+            self.procs[process] = subprocess.Popen(
+                self.command(process), env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home)
+            )
+            log.close()
         await self.wait_serving(timeout)
 
     async def wait_serving(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = set(SERVICES)
         while pending:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"bibliodesk up exited with {self.proc.returncode}:\n{self.log_tail()}")
+            for process, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"bibliodesk {process} exited with {proc.returncode}:\n{self.log_tail()}"
+                    )
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"services not SERVING after {timeout:.0f}s: {sorted(pending)}\n{self.log_tail()}"
@@ -268,18 +325,22 @@ class System:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+    def pids(self) -> list[int]:
+        assert self.procs, "not started"
+        return [proc.pid for proc in self.procs.values()]
+
+    def signal_all(self, signum: int) -> None:
+        for pid in self.pids:
+            os.kill(pid, signum)
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = None
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
+        running = [proc for proc in self.procs.values() if proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        for proc in running:
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.procs = {}
