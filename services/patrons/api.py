@@ -243,13 +243,12 @@ class PatronServicer(patrons_pb2_grpc.PatronServiceServicer):
                 limit=size + 1,
             )
             page, more = found[:size], len(found) > size
-            flagged = repo.flagged_patron_ids(session, [p.id for p in page])
             today = self.clock.today()
             reply = pb.SearchPatronsResponse(
-                hits=[convert.hit(p, today=today, flagged=p.id in flagged) for p in page]
+                hits=[convert.hit(p, today=today, flagged=flagged) for p, flagged in page]
             )
             if more:
-                last = page[-1]
+                last = page[-1][0]
                 reply.next_page_token = _encode_token({"q": query_key, "k": last.search_key, "i": last.id})
             return reply
 

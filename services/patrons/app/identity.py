@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import argon2
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session
 
 from bibliodesk.runtime import auth
@@ -94,6 +95,12 @@ class Identity:
         self.cfg = cfg
         self.settings = settings
         self.signer = signer
+        # Live sessions seen recently: a staff desk calls many times a minute and each call would
+        # otherwise read its session again. Every session-ending commit of this process forgets
+        # them all at once; another replica's take effect within the TTL, as in the other services.
+        self._alive: dict[str, tuple[bool, float]] = {}
+        self._alive_generation = 0
+        self._alive_ttl = float(settings.get("SESSION_CHECK_SECONDS", "15"))
         self.hasher = argon2.PasswordHasher(
             time_cost=cfg.argon2_time_cost,
             memory_cost=cfg.argon2_memory_kib,
@@ -267,12 +274,34 @@ class Identity:
         without a session (service tokens) are checked by signature and expiry only."""
         if not principal.session_id or principal.kind == auth.SERVICE:
             return
-        alive = await self.db.read(self._session_alive, principal.session_id, principal.subject)
-        if not alive:
+        if not await self.session_open(principal.session_id, principal.subject):
             raise Unauthenticated("SESSION_ENDED", "this session has ended: log in again")
 
     async def session_open(self, session_id: str, subject: str) -> bool:
-        return bool(await self.db.read(self._session_alive, session_id, subject))
+        key = f"{subject}:{session_id}"
+        now = time.monotonic()
+        cached = self._alive.get(key)
+        if cached is not None and now - cached[1] <= self._alive_ttl:
+            return cached[0]
+        generation = self._alive_generation
+        alive = bool(await self.db.read(self._session_alive, session_id, subject))
+        if generation == self._alive_generation:  # no session ended while we read
+            if len(self._alive) >= 50_000:
+                self._alive.clear()
+            self._alive[key] = (alive, now)
+        return alive
+
+    def _ends_sessions(self, session: Session) -> None:
+        """Called inside a transaction that ends sessions: once it commits, forget the cache."""
+        event.listen(session, "after_commit", self._forget_sessions, once=True)
+
+    def _end_all_sessions(self, session: Session, account_id: str, now: datetime) -> None:
+        self._ends_sessions(session)
+        repo.end_sessions(session, account_id, now)
+
+    def _forget_sessions(self, _session: Session | None = None) -> None:
+        self._alive_generation += 1
+        self._alive.clear()
 
     def _session_alive(self, session: Session, sid: str, subject: str) -> bool:
         s, a = t.sessions.c, t.accounts.c
@@ -290,6 +319,7 @@ class Identity:
             await write(self.db, self._end_session, principal.session_id)
 
     def _end_session(self, session: Session, sid: str) -> None:
+        self._ends_sessions(session)
         session.execute(
             update(t.sessions)
             .where(t.sessions.c.id == sid, t.sessions.c.ended_at.is_(None))
@@ -379,7 +409,7 @@ class Identity:
                 updated_at=now,
             )
         )
-        repo.end_sessions(session, account_id, now)
+        self._end_all_sessions(session, account_id, now)
         if account.kind == PATRON_KIND:
             patron = repo.get_patron(session, account.subject_id, with_flags=False)
             repo.add_history(
@@ -458,7 +488,7 @@ class Identity:
                     updated_at=now,
                 )
             )
-            repo.end_sessions(session, account.id, now)
+            self._end_all_sessions(session, account.id, now)
         repo.add_history(
             session,
             patron_id,
@@ -551,7 +581,7 @@ class Identity:
         if "roles" in changes or changes.get("active") is False or "branch" in changes:
             account = repo.account_by_subject(session, STAFF_KIND, staff_id)
             if account is not None:
-                repo.end_sessions(session, account.id, now)
+                self._end_all_sessions(session, account.id, now)
         return self.staff_row(session, staff_id)
 
     def reset_staff_password(
@@ -574,7 +604,7 @@ class Identity:
                 updated_at=now,
             )
         )
-        repo.end_sessions(session, account.id, now)
+        self._end_all_sessions(session, account.id, now)
         repo.save_throttle(session, cred.throttle_key(account.username), 0, None, None)
         return self.staff_row(session, staff_id)
 

@@ -226,8 +226,9 @@ def search(
     status: str,
     after: tuple[str, str] | None,
     limit: int,
-) -> list[Patron]:
-    """Keyset-paged prefix search on the indexed surname-first key (no full scan).
+) -> list[tuple[Patron, bool]]:
+    """Keyset-paged prefix search on the indexed surname-first key (no full scan); each patron
+    with whether an undismissed duplicate flag is open on them (in the same query).
 
     With a given name, the exact-surname range ``"<surname> <given prefix>"`` is tight on the index
     and comes first in key order (a space sorts before any letter); only when that range cannot fill
@@ -237,8 +238,13 @@ def search(
     s_low, s_high = prefix_range(surname)
     g_low, g_high = prefix_range(given_name) if given_name else ("", "")
 
-    def run(low: str, high: str, given_filter: bool, n: int) -> list[Patron]:
-        query = select(t.patrons).where(p.search_key >= low, p.search_key < high)
+    f = t.duplicate_flags.c
+    flagged = (
+        select(f.patron_id).where(f.patron_id == p.id, f.dismissed_at.is_(None)).exists().label("flagged")
+    )
+
+    def run(low: str, high: str, given_filter: bool, n: int) -> list[tuple[Patron, bool]]:
+        query = select(t.patrons, flagged).where(p.search_key >= low, p.search_key < high)
         if given_filter:
             query = query.where(p.given_key >= g_low, p.given_key < g_high)
         if birth_date is not None:
@@ -251,7 +257,7 @@ def search(
             key, last_id = after
             query = query.where((p.search_key > key) | and_(p.search_key == key, p.id > last_id))
         query = query.order_by(p.search_key, p.id).limit(n)
-        return [_patron(r) for r in session.execute(query)]
+        return [(_patron(r), bool(r.flagged)) for r in session.execute(query)]
 
     if not g_low:
         return run(s_low, s_high, False, limit)

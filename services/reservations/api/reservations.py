@@ -222,11 +222,7 @@ class ReservationServicer(pb_grpc.ReservationServiceServicer):
     ) -> M:
         ctx = self.core.ctx()
 
-        def patron_of(session: Session) -> str | None:
-            found = repo.get_reservation(session, request.reservation_id)
-            return found.patron_id if found else None
-
-        patron_id = await self.core.read(patron_of)
+        patron_id = await self.core.read(repo.patron_of_reservation, request.reservation_id)
         facts = await self.core.patron_facts(patron_id, must_exist=False) if patron_id else None
 
         def produce(session: Session) -> M:

@@ -105,8 +105,9 @@ def _pickup_period(ctx: Ctx, facts: PatronFacts | None, fallback: int | None = N
 
 def lock_item(session: Session, barcode: str) -> None:
     """Take the copy's lock before anything else (even the idempotency look-up), so a concurrent
-    retry of the same request waits and then finds the first answer."""
-    repo.load_circulation(session, barcode)
+    retry of the same request waits and then finds the first answer. The use case loads the
+    copy's circulation afterwards, under that lock."""
+    repo.lock_item_row(session, barcode)
 
 
 def _circulation(session: Session, barcode: str) -> Circulation:
@@ -325,15 +326,19 @@ def record_patron_told(
     facts: PatronFacts | None,
 ) -> tuple[Reservation, Circulation]:
     now = ctx.clock.now()
-    if not called:
-        # A notice delivered after the patron collected or cancelled changes nothing: say so
-        # without an error, so notify's relay does not report a failure.
-        barcode = repo.item_barcode_of(session, reservation_id)
-        closed = repo.get_reservation(session, reservation_id) if barcode else None
-        if closed is not None and not closed.active:
-            c = _circulation(session, closed.item_barcode)
+    barcode = repo.item_barcode_of(session, reservation_id) if not called else None
+    if barcode is not None:
+        c = _circulation(session, barcode)
+        found = c.find(reservation_id)  # the copy's active reservations
+        if found is None:
+            # A notice delivered after the patron collected or cancelled changes nothing: say so
+            # without an error, so notify's relay does not report a failure.
+            closed = repo.get_reservation(session, reservation_id)
+            assert closed is not None and not closed.active
             return closed, c
-    c, reservation = reservation_for_update(session, reservation_id)
+        reservation = found
+    else:
+        c, reservation = reservation_for_update(session, reservation_id)
     _check_etag(reservation, etag)
     period = _pickup_period(ctx, facts, reservation.pickup_period_days)
     if not called and reservation.status is domain.ReservationStatus.WAITING_FOR_RETURN:

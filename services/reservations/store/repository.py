@@ -126,6 +126,11 @@ def load_circulation(session: Session, barcode: str) -> Circulation | None:
     return _assemble(session, row)
 
 
+def lock_item_row(session: Session, barcode: str) -> None:
+    """Takes the copy's row lock only (PostgreSQL; SQLite write transactions are serialised)."""
+    session.execute(lock_for_update(select(items.c.barcode).where(items.c.barcode == barcode), session))
+
+
 def read_circulation(session: Session, barcode: str) -> Circulation | None:
     """The same, without a lock, for reads."""
     row = session.execute(select(items).where(items.c.barcode == barcode)).first()
@@ -281,6 +286,12 @@ def _active_clause() -> Any:
 def item_barcode_of(session: Session, reservation_id: str) -> str | None:
     return session.execute(
         select(reservations.c.item_barcode).where(reservations.c.id == reservation_id)
+    ).scalar_one_or_none()
+
+
+def patron_of_reservation(session: Session, reservation_id: str) -> str | None:
+    return session.execute(
+        select(reservations.c.patron_id).where(reservations.c.id == reservation_id)
     ).scalar_one_or_none()
 
 
