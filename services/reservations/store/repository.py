@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -107,6 +107,59 @@ def _reservation_values(r: Reservation) -> dict[str, Any]:
     }
 
 
+# The statements of the desk's hot path, built once: constructing a statement and its cache key
+# on every call costs more than running it (the bind values are passed at execution).
+_RESERVATION_FIELDS = (  # the keys of _reservation_values
+    "status", "status_reason", "queue_position", "ready_at", "called_at", "notified_at", "pickup_deadline",
+    "auto_expire", "fetched_at", "reminded_at", "closed_at", "note", "patron_card_barcode",
+)  # fmt: skip
+_UPDATE_RESERVATION = (
+    update(reservations)
+    .where(reservations.c.id == bindparam("b_id"))
+    .values(
+        {
+            **{name: bindparam(f"b_{name}") for name in _RESERVATION_FIELDS},
+            "version": reservations.c.version + 1,
+        }
+    )
+)
+_SET_QUEUE_POSITION = (
+    update(reservations)
+    .where(reservations.c.id == bindparam("b_id"))
+    .values(queue_position=bindparam("b_queue_position"))
+)
+_CLOSE_LOAN = (
+    update(loans)
+    .where(loans.c.id == bindparam("b_id"))
+    .values(returned_at=bindparam("b_returned_at"), returned_branch=bindparam("b_returned_branch"))
+)
+_UPDATE_ITEM = (
+    update(items)
+    .where(items.c.barcode == bindparam("b_barcode"))
+    .values(
+        state=bindparam("b_state"),
+        state_reason=bindparam("b_state_reason"),
+        set_aside_for=bindparam("b_set_aside_for"),
+        updated_at=bindparam("b_updated_at"),
+        version=items.c.version + 1,
+    )
+)
+_OPEN_LOAN_OF = select(loans).where(
+    loans.c.item_barcode == bindparam("barcode"), loans.c.returned_at.is_(None)
+)
+_ACTIVE_OF = select(reservations).where(
+    reservations.c.item_barcode == bindparam("barcode"),
+    reservations.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+)
+_LAST_SEQ_OF = select(func.max(reservations.c.queue_seq)).where(
+    reservations.c.item_barcode == bindparam("barcode")
+)
+
+
+def _bound(values: dict[str, Any]) -> dict[str, Any]:
+    return {f"b_{k}": v for k, v in values.items()}
+
+
 # --- the aggregate -------------------------------------------------------------------------------
 
 
@@ -161,19 +214,10 @@ def read_circulations(session: Session, barcodes: Sequence[str]) -> dict[str, Ci
 
 
 def _assemble(session: Session, item_row: Row[Any]) -> Circulation:
-    barcode = item_row.barcode
-    loan_row = session.execute(
-        select(loans).where(loans.c.item_barcode == barcode, loans.c.returned_at.is_(None))
-    ).first()
-    active = [
-        reservation_from_row(r)
-        for r in session.execute(
-            select(reservations).where(reservations.c.item_barcode == barcode, _active_clause())
-        )
-    ]
-    last_seq = session.execute(
-        select(func.max(reservations.c.queue_seq)).where(reservations.c.item_barcode == barcode)
-    ).scalar_one()
+    key = {"barcode": item_row.barcode}
+    loan_row = session.execute(_OPEN_LOAN_OF, key).first()
+    active = [reservation_from_row(r) for r in session.execute(_ACTIVE_OF, key)]
+    last_seq = session.execute(_LAST_SEQ_OF, key).scalar_one()
     return Circulation(
         item_from_row(item_row), loan_from_row(loan_row) if loan_row else None, active, (last_seq or 0) + 1
     )
@@ -187,53 +231,52 @@ def save_circulation(session: Session, c: Circulation, now: datetime) -> None:
     changed_existing = [r for r in c.changed.values() if r.id in existing]
     new = [r for r in c.changed.values() if r.id not in existing]
     if c.closed_loan is not None:
+        closed = c.closed_loan
         session.execute(
-            update(loans)
-            .where(loans.c.id == c.closed_loan.id)
-            .values(returned_at=c.closed_loan.returned_at, returned_branch=c.closed_loan.returned_branch)
+            _CLOSE_LOAN,
+            {
+                "b_id": closed.id,
+                "b_returned_at": closed.returned_at,
+                "b_returned_branch": closed.returned_branch,
+            },
         )
     for r in sorted(changed_existing, key=lambda r: r.status in ACTIVE_STATUSES):
         values = _reservation_values(r)
         if r.status is ReservationStatus.WAITING_FOR_RETURN:
             values["queue_position"] = -(r.queue_position or 0)
-        session.execute(
-            update(reservations)
-            .where(reservations.c.id == r.id)
-            .values(**values, version=reservations.c.version + 1)
-        )
+        session.execute(_UPDATE_RESERVATION, {"b_id": r.id, **_bound(values)})
         r.version += 1
     for r in changed_existing:
         if r.status is ReservationStatus.WAITING_FOR_RETURN:
-            session.execute(
-                update(reservations).where(reservations.c.id == r.id).values(queue_position=r.queue_position)
-            )
+            session.execute(_SET_QUEUE_POSITION, {"b_id": r.id, "b_queue_position": r.queue_position})
     if c.item_changed:
+        item = c.item
         session.execute(
-            update(items)
-            .where(items.c.barcode == c.item.barcode)
-            .values(
-                state=c.item.state.value,
-                state_reason=c.item.state_reason,
-                set_aside_for=c.item.set_aside_for,
-                version=items.c.version + 1,
-                updated_at=now,
-            )
+            _UPDATE_ITEM,
+            {
+                "b_barcode": item.barcode,
+                "b_state": item.state.value,
+                "b_state_reason": item.state_reason,
+                "b_set_aside_for": item.set_aside_for,
+                "b_updated_at": now,
+            },
         )
         c.item.version += 1
     for r in new:
         session.execute(
-            insert(reservations).values(
-                id=r.id,
-                patron_id=r.patron_id,
-                item_barcode=r.item_barcode,
-                pickup_branch=r.pickup_branch,
-                origin=r.origin.value,
-                queue_seq=r.queue_seq,
-                created_at=r.created_at,
-                pickup_period_days=r.pickup_period_days,
-                version=1,
+            insert(reservations),
+            {
+                "id": r.id,
+                "patron_id": r.patron_id,
+                "item_barcode": r.item_barcode,
+                "pickup_branch": r.pickup_branch,
+                "origin": r.origin.value,
+                "queue_seq": r.queue_seq,
+                "created_at": r.created_at,
+                "pickup_period_days": r.pickup_period_days,
+                "version": 1,
                 **_reservation_values(r),
-            )
+            },
         )
         r.version = 1
     if c.new_loan is not None:
