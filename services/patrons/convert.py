@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
+from bibliodesk.runtime.pbtime import timestamp
 
 from .domain.categories import Category
 from .domain.credentials import LABELS, CredentialsState
@@ -36,12 +35,7 @@ DUPLICATE = {
 }
 
 
-def ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    out = Timestamp()
-    out.FromDatetime(value)
-    return out
+ts = timestamp  # datetime → Timestamp (bibliodesk.runtime.pbtime)
 
 
 def day(value: date | None) -> str:

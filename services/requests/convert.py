@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from bibliodesk.requests.v1 import requests_pb2 as pb
 from bibliodesk.reservations.v1 import reservations_pb2 as rpb
+from bibliodesk.runtime.pbtime import timestamp
 
 from .domain.model import (
     AdvanceMode,
@@ -39,12 +36,7 @@ CUT_FROM_PB = {v: k for k, v in CUT_TO_PB.items()}
 EVENT_TO_PB = {event: pb.InboxEventKind.Value(f"INBOX_EVENT_KIND_{event.value}") for event in RequestEvent}
 
 
-def ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+ts = timestamp  # datetime → Timestamp (bibliodesk.runtime.pbtime)
 
 
 def notice_reference(request_id: str) -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-
-from google.protobuf.timestamp_pb2 import Timestamp
+from datetime import date
 
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
+from bibliodesk.runtime.pbtime import timestamp
 
 from .app.use_cases import etag_of
 from .domain import Circulation, Item, ItemState, Loan, Origin, Reservation, ReservationStatus
@@ -35,12 +34,7 @@ STATE_TO_PB = {
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
 
 
-def ts(value: datetime | None) -> Timestamp | None:
-    if value is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+ts = timestamp  # datetime → Timestamp (bibliodesk.runtime.pbtime)
 
 
 def day(value: date | None) -> str:
