@@ -86,14 +86,20 @@ def _topology(results: dict[str, Any]) -> str:
     return "`up` (five services, one process)"
 
 
+def _mb(value: float | None) -> str:
+    return (
+        "not measured (library loaded by a run of the other topology)" if value is None else f"{value:.0f} MB"
+    )
+
+
 def _idle_line(results: dict[str, Any], idle: dict[str, Any]) -> str:
     if results.get("topology", "up") == "serve":
         return (
-            f"Idle, five `serve` processes together: {idle.get('rss_mb_empty', 0):.0f} MB RSS empty, "
+            f"Idle, five `serve` processes together: {_mb(idle.get('rss_mb_empty'))} RSS empty, "
             f"{idle.get('rss_mb_loaded', 0):.0f} MB with the library (the < 250 MB target is for `up`)."
         )
     return (
-        f"Idle `bibliodesk up` (5 services, one process): {idle.get('rss_mb_empty', 0):.0f} MB RSS "
+        f"Idle `bibliodesk up` (5 services, one process): {_mb(idle.get('rss_mb_empty'))} RSS "
         f"on an empty library, {idle.get('rss_mb_loaded', 0):.0f} MB after loading and restarting "
         "(target < 250 MB)."
     )

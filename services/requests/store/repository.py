@@ -197,7 +197,15 @@ def list_page(
     if f.created_to is not None:
         query = query.where(R.c.created_at < f.created_to)
     if f.statuses:
-        query = query.where(R.c.status.in_(sorted(s.value for s in f.statuses)))
+        status = R.c.status
+        if f.created_from is not None and f.created_to is not None:
+            # A bounded day (the inbox's "today"): walk ix_inbox_requests_created in page order and
+            # filter the status, so the first page stops after `limit` matches. Through the
+            # (status, created_at) index the planner would fetch and sort every active request of
+            # the day first (4,600 in the bench's library: 18 ms a page). `status || ''` is the same
+            # value, but no index serves it (SQLite's documented way to steer the planner).
+            status = status.concat("")
+        query = query.where(status.in_(sorted(s.value for s in f.statuses)))
     if f.pickup_branch:
         query = query.where(R.c.pickup_branch == f.pickup_branch)
     if f.patron_id:
