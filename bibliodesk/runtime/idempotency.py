@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from .errors import InvalidArgument
@@ -55,7 +55,7 @@ def idempotent(
         raise InvalidArgument(field="request_id", description=f"must be at most {MAX_REQUEST_ID} characters")
     key = f"{method}:{request_id}"
     digest = fingerprint(request)
-    row = session.execute(select(table.c.fingerprint, table.c.response).where(table.c.key == key)).first()
+    row = session.execute(_lookup(table), {"key": key}).first()
     if row is not None:
         if row.fingerprint != digest:
             raise InvalidArgument(
@@ -66,8 +66,19 @@ def idempotent(
         return response_type.FromString(row.response)
     response = produce()
     session.execute(
-        insert(table).values(
-            key=key, fingerprint=digest, response=response.SerializeToString(), created_at=now
-        )
+        insert(table),
+        {"key": key, "fingerprint": digest, "response": response.SerializeToString(), "created_at": now},
     )
     return response
+
+
+_LOOKUPS: dict[Table, Select[Any]] = {}
+
+
+def _lookup(table: Table) -> Select[Any]:
+    """The stored answer's look-up, built once per table (bound at execution)."""
+    statement = _LOOKUPS.get(table)
+    if statement is None:
+        statement = select(table.c.fingerprint, table.c.response).where(table.c.key == bindparam("key"))
+        _LOOKUPS[table] = statement
+    return statement

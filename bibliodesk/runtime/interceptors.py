@@ -70,6 +70,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self.temporary_credentials_methods = temporary_credentials_methods
         self.metrics = metrics
         self.session_check = session_check
+        #: method → (registered handler, its wrapped handler), built once per method, not per call
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -82,6 +84,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         method = details.method
         if method.startswith(ALWAYS_PUBLIC_PREFIXES):
             return handler
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:  # the same registered handler: reuse
+            return cached[1]
+        wrapped = self._wrap(handler, method)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method),

@@ -32,11 +32,9 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .clock import Clock
@@ -103,25 +101,38 @@ def enqueue(
 ) -> bool:
     """Writes a side effect in the caller's transaction (``table`` is the service's outbox table).
     Returns False when ``key`` already exists: the same effect was already recorded, nothing is
-    written twice."""
-    if session.execute(select(table.c.id).where(table.c.key == key)).first():
-        return False
-    try:
-        with session.begin_nested():
-            session.execute(
-                insert(table).values(
-                    topic=topic,
-                    key=key,
-                    payload=json.dumps(payload, ensure_ascii=False),
-                    created_at=now,
-                    available_at=now + (delay or timedelta()),
-                    attempts=0,
-                    dead=False,
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    written twice. One statement: INSERT … ON CONFLICT (key) DO NOTHING (SQLite and PostgreSQL),
+    so a concurrent writer of the same key neither fails nor needs a savepoint."""
+    statement = _insert_new(table, session.get_bind().dialect.name)
+    result = session.execute(
+        statement,
+        {
+            "topic": topic,
+            "key": key,
+            "payload": json.dumps(payload, ensure_ascii=False),
+            "created_at": now,
+            "available_at": now + (delay or timedelta()),
+            "attempts": 0,
+            "dead": False,
+        },
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+_INSERT_NEW: dict[tuple[Table, str], Any] = {}
+
+
+def _insert_new(table: Table, dialect: str) -> Any:
+    """The outbox INSERT that skips an existing key, built once per table and dialect."""
+    cached = _INSERT_NEW.get((table, dialect))
+    if cached is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        cached = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
+        _INSERT_NEW[(table, dialect)] = cached
+    return cached
 
 
 def redact(payload: dict[str, Any]) -> dict[str, Any]:

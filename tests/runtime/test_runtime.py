@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from sqlalchemy import select
 
 from bibliodesk.runtime.clock import ManualClock
+from bibliodesk.runtime.outbox import enqueue
 from tests.helpers import error_domain, error_fields, error_reason
 from tests.runtime.fixture_service.module import SERVICE, make_module
 
@@ -192,6 +193,21 @@ async def test_outbox_retries_until_delivered_once_and_wipes_secrets(probe):
     rows = rt.db.read_sync(lambda s: s.execute(select(rt.outbox)).mappings().all())
     assert len(rows) == 1 and rows[0]["attempts"] == 2 and rows[0]["delivered_at"] is not None
     assert json.loads(rows[0]["payload"])["secret_code"] == "[redacted]"
+
+
+async def test_outbox_key_is_recorded_once_even_by_concurrent_writers(probe):
+    rt = probe.runtime("requests")
+
+    def add(session, key):
+        return enqueue(session, rt.outbox, "probe.deliver", key, {"n": 1}, now=rt.clock.now())
+
+    assert rt.db.write_sync(add, "k-1") is True
+    assert rt.db.write_sync(add, "k-1") is False  # the same effect, already recorded
+    assert rt.db.write_sync(lambda s: (add(s, "k-2"), add(s, "k-2"))) == (True, False)  # same transaction
+    results = await asyncio.gather(*(rt.db.write(add, "k-3") for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+    keys = rt.db.read_sync(lambda s: [r.key for r in s.execute(select(rt.outbox.c.key))])
+    assert sorted(keys) == ["k-1", "k-2", "k-3"]
 
 
 async def test_relay_killed_mid_delivery_redelivers_under_same_key(probe):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from bibliodesk.runtime.db import lock_for_update
@@ -41,11 +41,19 @@ def _category(row: Any) -> Category:
     )
 
 
-def get_category(session: Session, code: str, *, for_update: bool = False) -> Category:
-    query = select(t.categories).where(t.categories.c.code == code)
+# Look-ups by key that every peer call makes (standing, category), built once; bound at execution.
+_CATEGORY = select(t.categories).where(t.categories.c.code == bindparam("b_key"))
+_PATRON = select(t.patrons).where(t.patrons.c.id == bindparam("b_key"))
+
+
+def _by_key(session: Session, statement: Any, key: str, for_update: bool) -> Any:
     if for_update:
-        query = lock_for_update(query, session)
-    row = session.execute(query).first()
+        return session.execute(lock_for_update(statement, session), {"b_key": key}).first()
+    return session.execute(statement, {"b_key": key}).first()
+
+
+def get_category(session: Session, code: str, *, for_update: bool = False) -> Category:
+    row = _by_key(session, _CATEGORY, code, for_update)
     if row is None:
         raise NotFound("CATEGORY_NOT_FOUND", f"no patron category {code!r}", metadata={"category_code": code})
     return _category(row)
@@ -190,10 +198,7 @@ def save_patron(session: Session, p: Patron, expected_version: int) -> None:
 def get_patron(
     session: Session, patron_id: str, *, for_update: bool = False, with_flags: bool = True
 ) -> Patron:
-    query = select(t.patrons).where(t.patrons.c.id == patron_id)
-    if for_update:
-        query = lock_for_update(query, session)
-    row = session.execute(query).first()
+    row = _by_key(session, _PATRON, patron_id, for_update)
     if row is None:
         raise NotFound("PATRON_NOT_FOUND", "no such patron", metadata={"patron_id": patron_id})
     patron = _patron(row)

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from bibliodesk.runtime.db import lock_for_update
 from bibliodesk.runtime.errors import Aborted, NotFound
 
 from ..domain.model import (
@@ -75,9 +74,27 @@ def _values(request: ReservationRequest) -> dict[str, Any]:
     return values
 
 
+# Built once (bind values at execution): building a statement with ~25 values and its cache key
+# on every call costs more than running it.
+_GET = select(R).where(R.c.id == bindparam("b_id"))
+_GET_LOCKED = _GET.with_for_update()
+
+
+def _save_statement() -> Any:
+    names = [n for n in _SCALARS if n != "id"] + ["status", "advance_mode", "advance_key", "cut_reason"]
+    return (
+        update(R)
+        .where(R.c.id == bindparam("b_id"), R.c.version == bindparam("b_read_version"))
+        .values({name: bindparam(f"b_{name}") for name in names})
+    )
+
+
+_SAVE = _save_statement()
+
+
 def get(session: Session, request_id: str, *, lock: bool = False) -> ReservationRequest:
-    query = select(R).where(R.c.id == request_id)
-    row = session.execute(lock_for_update(query, session) if lock else query).first()
+    locked = lock and session.get_bind().dialect.name == "postgresql"  # SQLite writes are serialised
+    row = session.execute(_GET_LOCKED if locked else _GET, {"b_id": request_id}).first()
     if row is None:
         raise NotFound(
             "REQUEST_NOT_FOUND",
@@ -88,16 +105,15 @@ def get(session: Session, request_id: str, *, lock: bool = False) -> Reservation
 
 
 def add(session: Session, request: ReservationRequest) -> None:
-    session.execute(insert(R).values(**_values(request)))
+    session.execute(insert(R), _values(request))
     _add_events(session, request)
 
 
 def save(session: Session, request: ReservationRequest, *, read_version: int) -> None:
     """Writes the changed request and its new history entries. ``read_version`` is the version the
     use case loaded: a concurrent writer in between (possible without a row lock) is refused."""
-    result = session.execute(
-        update(R).where(R.c.id == request.id, R.c.version == read_version).values(**_values(request))
-    )
+    values = {f"b_{name}": value for name, value in _values(request).items() if name != "id"}
+    result = session.execute(_SAVE, {**values, "b_id": request.id, "b_read_version": read_version})
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Aborted("CONCURRENT_UPDATE", "the request was changed by someone else meanwhile; try again")
     _add_events(session, request)

@@ -156,6 +156,16 @@ _LAST_SEQ_OF = select(func.max(reservations.c.queue_seq)).where(
 )
 
 
+_ITEMS_IN = select(items).where(items.c.barcode.in_(bindparam("barcodes", expanding=True)))
+_OPEN_LOANS_IN = select(loans).where(
+    loans.c.item_barcode.in_(bindparam("barcodes", expanding=True)), loans.c.returned_at.is_(None)
+)
+_ACTIVE_IN = select(reservations).where(
+    reservations.c.item_barcode.in_(bindparam("barcodes", expanding=True)),
+    reservations.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+)
+
+
 def _bound(values: dict[str, Any]) -> dict[str, Any]:
     return {f"b_{k}": v for k, v in values.items()}
 
@@ -194,18 +204,13 @@ def read_circulations(session: Session, barcodes: Sequence[str]) -> dict[str, Ci
     """Several copies in three queries (one page of an inbox, never one query per row)."""
     if not barcodes:
         return {}
-    item_rows = session.execute(select(items).where(items.c.barcode.in_(list(barcodes)))).all()
+    item_rows = session.execute(_ITEMS_IN, {"barcodes": list(barcodes)}).all()
     found = [r.barcode for r in item_rows]
     open_loans = {
-        r.item_barcode: loan_from_row(r)
-        for r in session.execute(
-            select(loans).where(loans.c.item_barcode.in_(found), loans.c.returned_at.is_(None))
-        )
+        r.item_barcode: loan_from_row(r) for r in session.execute(_OPEN_LOANS_IN, {"barcodes": found})
     }
     active: dict[str, list[Reservation]] = {b: [] for b in found}
-    for r in session.execute(
-        select(reservations).where(reservations.c.item_barcode.in_(found), _active_clause())
-    ):
+    for r in session.execute(_ACTIVE_IN, {"barcodes": found}):
         active[r.item_barcode].append(reservation_from_row(r))
     return {
         r.barcode: Circulation(item_from_row(r), open_loans.get(r.barcode), active[r.barcode], 0)
