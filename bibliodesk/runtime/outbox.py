@@ -116,7 +116,7 @@ def enqueue(
             "dead": False,
         },
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return result.first() is not None  # the new row's id; nothing when the key existed
 
 
 _INSERT_NEW: dict[tuple[Table, str], Any] = {}
@@ -130,7 +130,9 @@ def _insert_new(table: Table, dialect: str) -> Any:
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
             from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        cached = dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
+        cached = (
+            dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.id)
+        )
         _INSERT_NEW[(table, dialect)] = cached
     return cached
 
