@@ -322,6 +322,9 @@ async def bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             async def call_ceiling(c: int, n: int, body: bytes = body, md: Any = md) -> Any:
                 return await callable_for(channels[c]["ceiling"])(body, metadata=md, timeout=30)
 
+            # the server may still be working off what the operation set off (notices after
+            # check-ins): the ceiling must not share the machine with that
+            row["ceiling_settle_s"] = await settle(system.pids, args.settle_timeout)
             cmon = ProcMonitor(ceiling.pid)
             cmon.start()
             cm = await drive(call_ceiling, clients=args.clients, duration=args.ceiling_duration, warmup=0.5)

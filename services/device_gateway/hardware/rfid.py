@@ -96,6 +96,9 @@ class RfidReader(DeviceRunner):
         self._timeouts = 0
         self._present: dict[str, int] = {}  # uid -> consecutive polls missed
         self._contents: dict[str, TagReading] = {}
+        #: uid -> how many times a command path re-read the tag after writing to it: a poll that
+        #: read the tag before such a write must not store its older reading over the newer one
+        self._rereads: dict[str, int] = {}
         self._state_lock = threading.Lock()
 
     # device thread ---------------------------------------------------------------------------
@@ -141,11 +144,14 @@ class RfidReader(DeviceRunner):
                 if self._present[uid] >= self.options.absent_polls:
                     del self._present[uid]
                     self._contents.pop(uid, None)
+                    self._rereads.pop(uid, None)
                     left.append(uid)
         for uid in entered:
+            with self._state_lock:
+                rereads = self._rereads.get(uid, 0)
             reading = self.read_tag(uid) if self.options.read_content else TagReading(uid, None)
             with self._state_lock:
-                if uid in self._present:
+                if uid in self._present and self._rereads.get(uid, 0) == rereads:
                     self._contents[uid] = reading
             self._emit(
                 TagSeen(
@@ -168,8 +174,9 @@ class RfidReader(DeviceRunner):
         """Read a tag again after writing to it, so ``tags_in_field`` shows what is on it now."""
         reading = self.read_tag(uid)
         with self._state_lock:
-            if uid in self._present:
-                self._contents[uid] = reading
+            # kept even if the polling has not listed the tag yet: it shows once it does
+            self._rereads[uid] = self._rereads.get(uid, 0) + 1
+            self._contents[uid] = reading
         return reading
 
     def tags_in_field(self) -> list[TagReading]:
