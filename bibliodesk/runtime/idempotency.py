@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy import Select, Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from .errors import InvalidArgument
@@ -72,10 +72,10 @@ def idempotent(
     return response
 
 
-_LOOKUPS: dict[Table, Select[Any]] = {}
+_LOOKUPS: dict[Table, Any] = {}
 
 
-def _lookup(table: Table) -> Select[Any]:
+def _lookup(table: Table) -> Any:
     """The stored answer's look-up, built once per table (bound at execution)."""
     statement = _LOOKUPS.get(table)
     if statement is None:

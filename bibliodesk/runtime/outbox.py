@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     select,
     update,
@@ -126,13 +127,10 @@ def _insert_new(table: Table, dialect: str) -> Any:
     """The outbox INSERT that skips an existing key, built once per table and dialect."""
     cached = _INSERT_NEW.get((table, dialect))
     if cached is None:
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        cached = (
-            dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.id)
-        )
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        cached = make(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.id)
         _INSERT_NEW[(table, dialect)] = cached
     return cached
 
@@ -216,7 +214,10 @@ class OutboxRelay:
         rows = await self.db.write(self._claim)
         if not rows:
             return 0
-        await asyncio.gather(*(self._deliver(row) for row in rows))
+        outcomes = await asyncio.gather(*(self._deliver(row) for row in rows))
+        delivered = [row for row, ok in zip(rows, outcomes, strict=True) if ok]
+        if delivered:  # one transaction for the pass, not one per row
+            await self.db.write(self._delivered, delivered)
         return len(rows)
 
     async def drain(self, *, max_passes: int = 50) -> None:
@@ -244,7 +245,8 @@ class OutboxRelay:
             )
         return rows
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, row: dict[str, Any]) -> bool:
+        """Runs the row's handler; a failure is recorded (backoff) and False returned."""
         handler = self.handlers.get(row["topic"])
         try:
             if handler is None:
@@ -264,20 +266,29 @@ class OutboxRelay:
                 level, "outbox %s key=%s attempt %d failed: %s", row["topic"], row["key"], attempts, error
             )
             await self.db.write(self._failed, row["id"], attempts, error, delay, permanent)
-            return
-        await self.db.write(self._delivered, row["id"])
+            return False
+        return True
 
-    def _delivered(self, session: Session, row_id: int) -> None:
+    def _delivered(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        """Marks rows delivered and wipes their secrets (the payload is the one claimed: a row's
+        payload never changes before delivery)."""
         t = self.table
-        payload = session.execute(select(t.c.payload).where(t.c.id == row_id)).scalar_one()
-        session.execute(
+        now = self.clock.now()
+        statement = (
             update(t)
-            .where(t.c.id == row_id)
-            .values(
-                delivered_at=self.clock.now(),
-                locked_until=None,
-                payload=json.dumps(redact(json.loads(payload)), ensure_ascii=False),
-            )
+            .where(t.c.id == bindparam("b_id"))
+            .values(delivered_at=bindparam("b_at"), locked_until=None, payload=bindparam("b_payload"))
+        )
+        session.execute(
+            statement,
+            [
+                {
+                    "b_id": row["id"],
+                    "b_at": now,
+                    "b_payload": json.dumps(redact(json.loads(row["payload"])), ensure_ascii=False),
+                }
+                for row in rows
+            ],
         )
 
     def _failed(

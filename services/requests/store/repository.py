@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from bibliodesk.runtime.errors import Aborted, NotFound
 
@@ -213,7 +214,7 @@ def list_page(
     if f.created_to is not None:
         query = query.where(R.c.created_at < f.created_to)
     if f.statuses:
-        status = R.c.status
+        status: ColumnElement[str] = R.c.status
         if f.created_from is not None and f.created_to is not None:
             # A bounded day (the inbox's "today"): walk ix_inbox_requests_created in page order and
             # filter the status, so the first page stops after `limit` matches. Through the

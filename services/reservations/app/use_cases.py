@@ -520,8 +520,7 @@ def notice_still_relevant(session: Session, reservation_id: str, kind: str) -> b
     delivered it must not tell the patron to come: it is dropped."""
     if kind not in ("ready", "reminder"):
         return True
-    found = repo.get_reservation(session, reservation_id)
-    return found is not None and found.status is domain.ReservationStatus.READY_FOR_PICKUP
+    return repo.status_of_reservation(session, reservation_id) is domain.ReservationStatus.READY_FOR_PICKUP
 
 
 # --- reads ---------------------------------------------------------------------------------------

@@ -337,6 +337,13 @@ def item_barcode_of(session: Session, reservation_id: str) -> str | None:
     ).scalar_one_or_none()
 
 
+def status_of_reservation(session: Session, reservation_id: str) -> ReservationStatus | None:
+    status = session.execute(
+        select(reservations.c.status).where(reservations.c.id == reservation_id)
+    ).scalar_one_or_none()
+    return None if status is None else ReservationStatus(status)
+
+
 def patron_of_reservation(session: Session, reservation_id: str) -> str | None:
     return session.execute(
         select(reservations.c.patron_id).where(reservations.c.id == reservation_id)
