@@ -280,7 +280,13 @@ async def test_item_security_at_check_out_and_check_in(stack_factory: Any, desk:
     result = await stub.SetItemSecurity(check_out)
     assert result.all_succeeded and {r.uid for r in result.results} == {BOOK, BOOK_PART2}
     assert desk.pad.tag(BOOK).afi == 0xDA and not desk.pad.tag(BOOK).eas
-    seen = await stub.ReadTags(pb.ReadTagsRequest(station_id="desk1"))  # what the polling sees, updated
+    # What the polling sees, updated: once its next poll lists the second tag (placed just now),
+    # both show the AFI just written, never an older reading.
+    for _ in range(500):
+        seen = await stub.ReadTags(pb.ReadTagsRequest(station_id="desk1"))
+        if {t.uid for t in seen.tags} == {BOOK, BOOK_PART2}:
+            break
+        await asyncio.sleep(0.01)
     assert {t.uid: t.afi for t in seen.tags} == {BOOK: 0xDA, BOOK_PART2: 0xDA}
     check_in = pb.SetItemSecurityRequest(
         request_id="in-1", station_id="desk1", action=pb.SECURITY_ACTION_CHECK_IN, tag_uids=[BOOK.lower()]
