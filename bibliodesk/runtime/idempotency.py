@@ -12,6 +12,7 @@ key and ``Database.write`` is retried by the caller (see ``IdempotencyRace``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
@@ -72,13 +73,7 @@ def idempotent(
     return response
 
 
-_LOOKUPS: dict[Table, Any] = {}
-
-
+@functools.cache
 def _lookup(table: Table) -> Any:
     """The stored answer's look-up, built once per table (bound at execution)."""
-    statement = _LOOKUPS.get(table)
-    if statement is None:
-        statement = select(table.c.fingerprint, table.c.response).where(table.c.key == bindparam("key"))
-        _LOOKUPS[table] = statement
-    return statement
+    return select(table.c.fingerprint, table.c.response).where(table.c.key == bindparam("key"))

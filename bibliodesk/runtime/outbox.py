@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -36,6 +37,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .clock import Clock
@@ -120,19 +122,11 @@ def enqueue(
     return result.first() is not None  # the new row's id; nothing when the key existed
 
 
-_INSERT_NEW: dict[tuple[Table, str], Any] = {}
-
-
+@functools.cache
 def _insert_new(table: Table, dialect: str) -> Any:
     """The outbox INSERT that skips an existing key, built once per table and dialect."""
-    cached = _INSERT_NEW.get((table, dialect))
-    if cached is None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        cached = make(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.id)
-        _INSERT_NEW[(table, dialect)] = cached
-    return cached
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return make(table).on_conflict_do_nothing(index_elements=[table.c.key]).returning(table.c.id)
 
 
 def redact(payload: dict[str, Any]) -> dict[str, Any]:

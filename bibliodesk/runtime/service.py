@@ -40,7 +40,7 @@ from .metrics import Metrics
 from .migrate import upgrade
 from .outbox import OutboxRelay
 from .peers import Peers
-from .sessions import RemoteSessions
+from .sessions import RemoteSessions, session_check_ttl
 from .settings import SERVICES, Settings
 
 log = logging.getLogger(__name__)
@@ -237,9 +237,7 @@ class Host:
             lambda: float(db.read_sync(relay.pending_count)),
         )
         self.runtimes[module.name] = rt
-        self._remote_sessions[module.name] = RemoteSessions(
-            peers, ttl=float(self.settings.get("SESSION_CHECK_SECONDS", "15"))
-        )
+        self._remote_sessions[module.name] = RemoteSessions(peers, ttl=session_check_ttl(self.settings))
 
     async def _session_check(self, service: str, principal: auth.Principal) -> None:
         rt = self.runtimes[service]

@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from bibliodesk.patrons.v1 import patrons_pb2 as pb
-from bibliodesk.runtime.pbtime import timestamp
+from bibliodesk.runtime.pbtime import timestamp as ts
 
 from .domain.categories import Category
 from .domain.credentials import LABELS, CredentialsState
@@ -33,9 +33,6 @@ DUPLICATE = {
     "SAME_NAME_AND_BIRTH_DATE": pb.DUPLICATE_REASON_SAME_NAME_AND_BIRTH_DATE,
     "SAME_EMAIL": pb.DUPLICATE_REASON_SAME_EMAIL,
 }
-
-
-ts = timestamp  # datetime → Timestamp (bibliodesk.runtime.pbtime)
 
 
 def day(value: date | None) -> str:

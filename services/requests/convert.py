@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bibliodesk.requests.v1 import requests_pb2 as pb
 from bibliodesk.reservations.v1 import reservations_pb2 as rpb
-from bibliodesk.runtime.pbtime import timestamp
+from bibliodesk.runtime.pbtime import timestamp as ts
 
 from .domain.model import (
     AdvanceMode,
@@ -34,9 +34,6 @@ CUT_TO_PB = {reason: pb.CutReason.Value(f"CUT_REASON_{reason.value}") for reason
 CUT_FROM_PB = {v: k for k, v in CUT_TO_PB.items()}
 
 EVENT_TO_PB = {event: pb.InboxEventKind.Value(f"INBOX_EVENT_KIND_{event.value}") for event in RequestEvent}
-
-
-ts = timestamp  # datetime → Timestamp (bibliodesk.runtime.pbtime)
 
 
 def notice_reference(request_id: str) -> str:

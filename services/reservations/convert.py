@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from bibliodesk.reservations.v1 import reservations_pb2 as pb
-from bibliodesk.runtime.pbtime import timestamp
+from bibliodesk.runtime.pbtime import timestamp as ts
 
 from .app.use_cases import etag_of
 from .domain import Circulation, Item, ItemState, Loan, Origin, Reservation, ReservationStatus
@@ -32,9 +32,6 @@ STATE_TO_PB = {
     ItemState.SET_ASIDE: pb.ITEM_STATE_SET_ASIDE,
 }
 STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
-
-
-ts = timestamp  # datetime → Timestamp (bibliodesk.runtime.pbtime)
 
 
 def day(value: date | None) -> str:

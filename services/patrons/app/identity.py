@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from bibliodesk.runtime.errors import (
     Unauthenticated,
     Violations,
 )
+from bibliodesk.runtime.sessions import CachedSessions, session_check_ttl
 from bibliodesk.runtime.settings import SERVICES, Settings
 from bibliodesk.runtime.types import new_id
 
@@ -98,9 +98,7 @@ class Identity:
         # Live sessions seen recently: a staff desk calls many times a minute and each call would
         # otherwise read its session again. Every session-ending commit of this process forgets
         # them all at once; another replica's take effect within the TTL, as in the other services.
-        self._alive: dict[str, tuple[bool, float]] = {}
-        self._alive_generation = 0
-        self._alive_ttl = float(settings.get("SESSION_CHECK_SECONDS", "15"))
+        self.sessions = CachedSessions(self._read_session, ttl=session_check_ttl(settings))
         self.hasher = argon2.PasswordHasher(
             time_cost=cfg.argon2_time_cost,
             memory_cost=cfg.argon2_memory_kib,
@@ -270,38 +268,21 @@ class Identity:
     # --- sessions --------------------------------------------------------------------------------
 
     async def check_session(self, principal: auth.Principal) -> None:
-        """Refuses a token whose session ended (log-out, password regenerated). Tokens minted
-        without a session (service tokens) are checked by signature and expiry only."""
-        if not principal.session_id or principal.kind == auth.SERVICE:
-            return
-        if not await self.session_open(principal.session_id, principal.subject):
-            raise Unauthenticated("SESSION_ENDED", "this session has ended: log in again")
+        await self.sessions.check(principal)
 
     async def session_open(self, session_id: str, subject: str) -> bool:
-        key = f"{subject}:{session_id}"
-        now = time.monotonic()
-        cached = self._alive.get(key)
-        if cached is not None and now - cached[1] <= self._alive_ttl:
-            return cached[0]
-        generation = self._alive_generation
-        alive = bool(await self.db.read(self._session_alive, session_id, subject))
-        if generation == self._alive_generation:  # no session ended while we read
-            if len(self._alive) >= 50_000:
-                self._alive.clear()
-            self._alive[key] = (alive, now)
-        return alive
+        return await self.sessions.is_open(session_id, subject)
+
+    async def _read_session(self, session_id: str, subject: str, _cached: bool | None) -> bool:
+        return bool(await self.db.read(self._session_alive, session_id, subject))
 
     def _ends_sessions(self, session: Session) -> None:
         """Called inside a transaction that ends sessions: once it commits, forget the cache."""
-        event.listen(session, "after_commit", self._forget_sessions, once=True)
+        event.listen(session, "after_commit", lambda _s: self.sessions.forget_all(), once=True)
 
     def _end_all_sessions(self, session: Session, account_id: str, now: datetime) -> None:
         self._ends_sessions(session)
         repo.end_sessions(session, account_id, now)
-
-    def _forget_sessions(self, _session: Session | None = None) -> None:
-        self._alive_generation += 1
-        self._alive.clear()
 
     def _session_alive(self, session: Session, sid: str, subject: str) -> bool:
         s, a = t.sessions.c, t.accounts.c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,7 @@ from sqlalchemy import Row, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from bibliodesk.runtime.db import lock_for_update
 from bibliodesk.runtime.errors import Aborted, NotFound
 
 from ..domain.model import (
@@ -78,11 +80,11 @@ def _values(request: ReservationRequest) -> dict[str, Any]:
 # Built once (bind values at execution): building a statement with ~25 values and its cache key
 # on every call costs more than running it.
 _GET = select(R).where(R.c.id == bindparam("b_id"))
-_GET_LOCKED = _GET.with_for_update()
 
 
-def _save_statement() -> Any:
-    names = [n for n in _SCALARS if n != "id"] + ["status", "advance_mode", "advance_key", "cut_reason"]
+@functools.cache
+def _save_statement(names: tuple[str, ...]) -> Any:
+    """UPDATE of the given columns (the keys of ``_values`` but the id), if the version is unchanged."""
     return (
         update(R)
         .where(R.c.id == bindparam("b_id"), R.c.version == bindparam("b_read_version"))
@@ -90,12 +92,9 @@ def _save_statement() -> Any:
     )
 
 
-_SAVE = _save_statement()
-
-
 def get(session: Session, request_id: str, *, lock: bool = False) -> ReservationRequest:
-    locked = lock and session.get_bind().dialect.name == "postgresql"  # SQLite writes are serialised
-    row = session.execute(_GET_LOCKED if locked else _GET, {"b_id": request_id}).first()
+    statement = lock_for_update(_GET, session) if lock else _GET
+    row = session.execute(statement, {"b_id": request_id}).first()
     if row is None:
         raise NotFound(
             "REQUEST_NOT_FOUND",
@@ -113,8 +112,11 @@ def add(session: Session, request: ReservationRequest) -> None:
 def save(session: Session, request: ReservationRequest, *, read_version: int) -> None:
     """Writes the changed request and its new history entries. ``read_version`` is the version the
     use case loaded: a concurrent writer in between (possible without a row lock) is refused."""
-    values = {f"b_{name}": value for name, value in _values(request).items() if name != "id"}
-    result = session.execute(_SAVE, {**values, "b_id": request.id, "b_read_version": read_version})
+    values = {name: value for name, value in _values(request).items() if name != "id"}
+    bound = {f"b_{name}": value for name, value in values.items()}
+    result = session.execute(
+        _save_statement(tuple(values)), {**bound, "b_id": request.id, "b_read_version": read_version}
+    )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Aborted("CONCURRENT_UPDATE", "the request was changed by someone else meanwhile; try again")
     _add_events(session, request)

@@ -4,6 +4,7 @@ partial unique indexes on the queue never see a transient collision."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,22 +108,22 @@ def _reservation_values(r: Reservation) -> dict[str, Any]:
     }
 
 
+def _active_clause() -> Any:
+    return reservations.c.status.in_([s.value for s in ACTIVE_STATUSES])
+
+
 # The statements of the desk's hot path, built once: constructing a statement and its cache key
 # on every call costs more than running it (the bind values are passed at execution).
-_RESERVATION_FIELDS = (  # the keys of _reservation_values
-    "status", "status_reason", "queue_position", "ready_at", "called_at", "notified_at", "pickup_deadline",
-    "auto_expire", "fetched_at", "reminded_at", "closed_at", "note", "patron_card_barcode",
-)  # fmt: skip
-_UPDATE_RESERVATION = (
-    update(reservations)
-    .where(reservations.c.id == bindparam("b_id"))
-    .values(
-        {
-            **{name: bindparam(f"b_{name}") for name in _RESERVATION_FIELDS},
-            "version": reservations.c.version + 1,
-        }
+@functools.cache
+def _update_reservation(names: tuple[str, ...]) -> Any:
+    """UPDATE of the given columns (the keys of ``_reservation_values``) and the version."""
+    return (
+        update(reservations)
+        .where(reservations.c.id == bindparam("b_id"))
+        .values({**{name: bindparam(f"b_{name}") for name in names}, "version": reservations.c.version + 1})
     )
-)
+
+
 _SET_QUEUE_POSITION = (
     update(reservations)
     .where(reservations.c.id == bindparam("b_id"))
@@ -147,10 +148,7 @@ _UPDATE_ITEM = (
 _OPEN_LOAN_OF = select(loans).where(
     loans.c.item_barcode == bindparam("barcode"), loans.c.returned_at.is_(None)
 )
-_ACTIVE_OF = select(reservations).where(
-    reservations.c.item_barcode == bindparam("barcode"),
-    reservations.c.status.in_([s.value for s in ACTIVE_STATUSES]),
-)
+_ACTIVE_OF = select(reservations).where(reservations.c.item_barcode == bindparam("barcode"), _active_clause())
 _LAST_SEQ_OF = select(func.max(reservations.c.queue_seq)).where(
     reservations.c.item_barcode == bindparam("barcode")
 )
@@ -161,8 +159,7 @@ _OPEN_LOANS_IN = select(loans).where(
     loans.c.item_barcode.in_(bindparam("barcodes", expanding=True)), loans.c.returned_at.is_(None)
 )
 _ACTIVE_IN = select(reservations).where(
-    reservations.c.item_barcode.in_(bindparam("barcodes", expanding=True)),
-    reservations.c.status.in_([s.value for s in ACTIVE_STATUSES]),
+    reservations.c.item_barcode.in_(bindparam("barcodes", expanding=True)), _active_clause()
 )
 
 
@@ -249,7 +246,7 @@ def save_circulation(session: Session, c: Circulation, now: datetime) -> None:
         values = _reservation_values(r)
         if r.status is ReservationStatus.WAITING_FOR_RETURN:
             values["queue_position"] = -(r.queue_position or 0)
-        session.execute(_UPDATE_RESERVATION, {"b_id": r.id, **_bound(values)})
+        session.execute(_update_reservation(tuple(values)), {"b_id": r.id, **_bound(values)})
         r.version += 1
     for r in changed_existing:
         if r.status is ReservationStatus.WAITING_FOR_RETURN:
@@ -327,27 +324,22 @@ def save_circulation(session: Session, c: Circulation, now: datetime) -> None:
 # --- reads ---------------------------------------------------------------------------------------
 
 
-def _active_clause() -> Any:
-    return reservations.c.status.in_([s.value for s in ACTIVE_STATUSES])
+def _column_of(session: Session, column: Any, reservation_id: str) -> Any:
+    """One column of one reservation (None if there is no such reservation)."""
+    return session.execute(select(column).where(reservations.c.id == reservation_id)).scalar_one_or_none()
 
 
 def item_barcode_of(session: Session, reservation_id: str) -> str | None:
-    return session.execute(
-        select(reservations.c.item_barcode).where(reservations.c.id == reservation_id)
-    ).scalar_one_or_none()
-
-
-def status_of_reservation(session: Session, reservation_id: str) -> ReservationStatus | None:
-    status = session.execute(
-        select(reservations.c.status).where(reservations.c.id == reservation_id)
-    ).scalar_one_or_none()
-    return None if status is None else ReservationStatus(status)
+    return _column_of(session, reservations.c.item_barcode, reservation_id)
 
 
 def patron_of_reservation(session: Session, reservation_id: str) -> str | None:
-    return session.execute(
-        select(reservations.c.patron_id).where(reservations.c.id == reservation_id)
-    ).scalar_one_or_none()
+    return _column_of(session, reservations.c.patron_id, reservation_id)
+
+
+def status_of_reservation(session: Session, reservation_id: str) -> ReservationStatus | None:
+    status = _column_of(session, reservations.c.status, reservation_id)
+    return None if status is None else ReservationStatus(status)
 
 
 def get_reservation(session: Session, reservation_id: str) -> Reservation | None:
